@@ -18,10 +18,11 @@ import sys
 import numpy as np
 import torch
 import transformers
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, ViTConfig,
+                          ViTForImageClassification)
 
 
-def save(name, model, out, ids, shard=None):
+def save(name, model, out, ids, shard=None, input_name="input_ids"):
     d = os.path.join(out, name)
     os.makedirs(d, exist_ok=True)
     model.eval()
@@ -36,8 +37,8 @@ def save(name, model, out, ids, shard=None):
         kwargs["max_shard_size"] = shard
     model.save_pretrained(d, **kwargs)
     with torch.no_grad():
-        logits = model(input_ids=torch.from_numpy(ids)).logits.float().numpy()
-    np.save(os.path.join(d, "input_ids.npy"), ids)
+        logits = model(**{input_name: torch.from_numpy(ids)}).logits.float().numpy()
+    np.save(os.path.join(d, input_name + ".npy"), ids)
     np.save(os.path.join(d, "logits.npy"), logits.astype(np.float32))
     print(name, sorted(os.listdir(d)))
     print(open(os.path.join(d, "config.json")).read())
@@ -69,6 +70,13 @@ def main():
         rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=True,
         hidden_act="silu", attn_implementation="eager"))
     save("llama-tiny-tied", tied, out, rng.integers(0, 256, size=(1, 9), dtype=np.int64))
+
+    vit = ViTForImageClassification(ViTConfig(
+        image_size=32, patch_size=8, num_channels=3, hidden_size=48, num_hidden_layers=2,
+        num_attention_heads=4, intermediate_size=96, layer_norm_eps=1e-12, hidden_act="gelu",
+        num_labels=5, attn_implementation="eager"))
+    pixels = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
+    save("vit-tiny", vit, out, pixels, input_name="pixel_values")
 
 
 if __name__ == "__main__":
