@@ -1,7 +1,12 @@
 // safetensors files, mapped read-only with mmap. The JSON header is parsed with cJSON
 // and checked completely before any tensor is handed out: dtypes (F32 F16 BF16 I64 I32 I8
-// BOOL), shapes whose byte size overflows, offsets past the end or overlapping, a header
-// length larger than the file. Tensors are views into the mapping.
+// BOOL), shapes whose byte size overflows, offsets past the end or overlapping, tensors not
+// aligned to their element size, duplicate names, a header length larger than the file. Every
+// failure is one diagnostic at the file (line 0) naming the tensor. Tensors are views into the
+// mapping: read-only (writing one faults), valid until the file is closed. A file truncated by
+// someone else while mapped raises SIGBUS on access; that is outside what a reader can check.
+// Thread safety: an open file may be read from any number of threads. Opening is not safe
+// concurrently with other cJSON parsing in the process: cJSON records its last error in a global.
 #ifndef ATTN_RUNTIME_TENSOR_SAFETENSORS_H_
 #define ATTN_RUNTIME_TENSOR_SAFETENSORS_H_
 
@@ -29,8 +34,11 @@ const char *attn_safetensors_name(const attn_safetensors *file, size_t index);
 // A view of tensor `index`, valid while `file` is open.
 void attn_safetensors_get(const attn_safetensors *file, size_t index, attn_tensor *out_view);
 // Finds a tensor by name. Returns false when absent.
-bool attn_safetensors_find(const attn_safetensors *file, const char *name,
-                           attn_tensor *out_view);
+bool attn_safetensors_find(const attn_safetensors *file, const char *name, attn_tensor *out_view);
+// Finds a tensor's index by name (O(1)). Returns false when absent.
+bool attn_safetensors_find_index(const attn_safetensors *file, const char *name, size_t *out_index);
+// The path (or, for a memory image, the name) the file was opened with; borrowed from `file`.
+const char *attn_safetensors_path(const attn_safetensors *file);
 
 // A named tensor to write.
 typedef struct attn_named_tensor {
@@ -38,7 +46,11 @@ typedef struct attn_named_tensor {
   attn_tensor tensor;
 } attn_named_tensor;
 
-// Writes a safetensors file (tensors in the given order, header sorted as the format asks).
+// Writes a safetensors file. The header lists the tensors sorted by name, as the reference
+// writer does; the data is laid out by decreasing element size (then in the given order) so
+// every tensor is aligned to its element size. Names must be non-empty, unique and not
+// "__metadata__". Errors: ATTN_ERROR_INVALID_ARGUMENT (a bad tensor or name), ATTN_ERROR_IO,
+// ATTN_ERROR_OUT_OF_MEMORY; a partly written file is removed.
 attn_status attn_safetensors_write(const char *path, const attn_named_tensor *tensors,
                                    size_t tensor_count, attn_allocator allocator,
                                    attn_diag *diag) ATTN_MUST_USE;

@@ -1,6 +1,8 @@
 // Weight sets and model configs: what `-w` names.
 // A weight set is one .safetensors file, or a Hugging Face model directory holding
 // config.json and either model.safetensors or a sharded model.safetensors.index.json.
+// Thread safety: an opened config or weight set may be read from any number of threads;
+// opening and parsing use cJSON, which keeps its last error in a global (see safetensors.h).
 #ifndef ATTN_RUNTIME_TENSOR_WEIGHTS_H_
 #define ATTN_RUNTIME_TENSOR_WEIGHTS_H_
 
@@ -25,7 +27,7 @@ typedef enum attn_config_kind {
 typedef struct attn_config_value {
   attn_config_kind kind;
   double number;      // NUMBER; BOOL as 0/1
-  bool is_integer;    // NUMBER written without fraction or exponent and exactly integral
+  bool is_integer;    // NUMBER written without fraction or exponent, integral, |v| <= 2^53
   const char *string; // STRING, borrowed from the config
 } attn_config_value;
 
@@ -47,10 +49,17 @@ typedef struct attn_weights attn_weights;
 
 // Opens `path`: a .safetensors file, or a directory (config.json + model.safetensors, or
 // model.safetensors.index.json and its shards). Every shard is validated up front and every
-// name in the index must exist in the shard it names.
+// name in the index must exist in the shard it names; shard names must be plain file names in
+// the directory. A tensor the index does not list is still found in whichever shard holds it
+// (two shards holding it is an error). For a lone file, a config.json beside it is loaded.
+// Errors, recorded in `diag` at the file concerned: ATTN_ERROR_NOT_FOUND (a directory without
+// config.json or weights; an index entry its shard lacks), ATTN_ERROR_PARSE, ATTN_ERROR_UNSUPPORTED
+// (a dtype), ATTN_ERROR_IO, ATTN_ERROR_OUT_OF_MEMORY. On failure nothing is left open.
 attn_status attn_weights_open(const char *path, attn_allocator allocator, attn_diag *diag,
                               attn_weights **out_weights) ATTN_MUST_USE;
 void attn_weights_close(attn_weights *weights);
+// The path `weights` was opened with (a file or a directory); borrowed from `weights`.
+const char *attn_weights_path(const attn_weights *weights);
 
 // Finds a tensor by name; the view is valid while `weights` is open. `out_file` (may be NULL)
 // receives the path of the shard, for messages.

@@ -1,0 +1,627 @@
+// safetensors reader (mmap, or a borrowed memory image) and writer.
+// Layout: an 8-byte little-endian header length N, N bytes of JSON mapping each tensor name to
+// {"dtype", "shape", "data_offsets": [begin, end]} (offsets relative to the data that follows
+// the header), and an optional "__metadata__" string map. Everything is validated at open;
+// afterwards views are handed out without further checks. cJSON's tree lives only during open:
+// what we keep (names, types, offsets) is copied into memory from the injected allocator.
+#include "runtime/tensor/safetensors.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "runtime/base/arena.h"
+#include "runtime/tensor/io.h"
+#include "runtime/tensor/name_table.h"
+
+// The reference implementation refuses headers above this size; so do we, which also bounds
+// what a hostile file can make cJSON allocate.
+#define SAFETENSORS_MAX_HEADER_BYTES 100000000ull
+
+// Doubles hold every integer up to 2^53; offsets and dims beyond it are refused.
+#define JSON_MAX_EXACT_INTEGER 9007199254740992.0
+
+typedef struct st_entry {
+  const char *name; // in the arena
+  attn_dtype dtype;
+  uint32_t rank;
+  int64_t dims[ATTN_MAX_RANK];
+  uint64_t begin; // byte offsets into the data region
+  uint64_t end;
+} st_entry;
+
+struct attn_safetensors {
+  attn_allocator allocator;
+  attn_arena arena; // the path, names and entries
+  const char *path;
+  void *map; // the mmap'd file, or NULL for a memory image
+  size_t map_size;
+  const unsigned char *data; // the data region, after the header
+  st_entry *entries;
+  size_t count;
+  attn_name_table table;
+};
+
+static const struct {
+  const char *name;
+  attn_dtype dtype;
+} dtype_names[] = {
+    {"F32", ATTN_DTYPE_F32},   {"F16", ATTN_DTYPE_F16}, {"BF16", ATTN_DTYPE_BF16},
+    {"I64", ATTN_DTYPE_I64},   {"I32", ATTN_DTYPE_I32}, {"I8", ATTN_DTYPE_I8},
+    {"BOOL", ATTN_DTYPE_BOOL},
+};
+
+static const char *safetensors_dtype_name(attn_dtype dtype) {
+  for (size_t i = 0; i < sizeof(dtype_names) / sizeof(dtype_names[0]); i++)
+    if (dtype_names[i].dtype == dtype)
+      return dtype_names[i].name;
+  return NULL;
+}
+
+// Reads a JSON number that must be a non-negative integer. Returns NULL on success, else what
+// is wrong with it.
+static const char *json_uint(const cJSON *item, uint64_t *out_value) {
+  if (!cJSON_IsNumber(item))
+    return "is not a number";
+  double value = item->valuedouble;
+  if (value != value)
+    return "is not a number";
+  if (value < 0)
+    return "is negative";
+  if (value > JSON_MAX_EXACT_INTEGER)
+    return "is too large";
+  uint64_t integer = (uint64_t)value;
+  if ((double)integer != value)
+    return "is not an integer";
+  *out_value = integer;
+  return NULL;
+}
+
+static void format_dims(uint32_t rank, const int64_t *dims, char *buffer, size_t size) {
+  size_t used = (size_t)snprintf(buffer, size, "[");
+  for (uint32_t i = 0; i < rank && used < size; i++)
+    used +=
+        (size_t)snprintf(buffer + used, size - used, "%s%lld", i ? ", " : "", (long long)dims[i]);
+  if (used < size)
+    snprintf(buffer + used, size - used, "]");
+}
+
+static attn_status check_metadata(attn_safetensors *file, const cJSON *metadata, attn_diag *diag) {
+  attn_loc loc = {file->path, 0, 0};
+  if (!cJSON_IsObject(metadata))
+    return attn_diag_error(diag, loc, ATTN_ERROR_PARSE, "\"__metadata__\" is not a JSON object");
+  const cJSON *item;
+  cJSON_ArrayForEach(item, metadata) {
+    if (!cJSON_IsString(item))
+      return attn_diag_error(diag, loc, ATTN_ERROR_PARSE,
+                             "\"__metadata__\" entry '%s' is not a string", item->string);
+  }
+  return ATTN_OK;
+}
+
+// Validates one header entry and fills `entry` (name not yet set).
+static attn_status parse_entry(attn_safetensors *file, const cJSON *item, size_t data_size,
+                               attn_diag *diag, st_entry *entry) {
+  attn_loc loc = {file->path, 0, 0};
+  const char *name = item->string;
+  if (!cJSON_IsObject(item))
+    return attn_diag_error(diag, loc, ATTN_ERROR_PARSE, "tensor '%s': entry is not a JSON object",
+                           name);
+
+  const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(item, "dtype");
+  if (!dtype)
+    return attn_diag_error(diag, loc, ATTN_ERROR_PARSE, "tensor '%s': missing \"dtype\"", name);
+  if (!cJSON_IsString(dtype))
+    return attn_diag_error(diag, loc, ATTN_ERROR_PARSE, "tensor '%s': \"dtype\" is not a string",
+                           name);
+  size_t d = 0, dtype_count = sizeof(dtype_names) / sizeof(dtype_names[0]);
+  while (d < dtype_count && strcmp(dtype_names[d].name, dtype->valuestring) != 0)
+    d++;
+  if (d == dtype_count)
+    return attn_diag_error(diag, loc, ATTN_ERROR_UNSUPPORTED,
+                           "tensor '%s': dtype %.32s is not supported (attnc reads F32 F16 BF16 "
+                           "I64 I32 I8 BOOL)",
+                           name, dtype->valuestring);
+  entry->dtype = dtype_names[d].dtype;
+
+  const cJSON *shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
+  if (!shape)
+    return attn_diag_error(diag, loc, ATTN_ERROR_PARSE, "tensor '%s': missing \"shape\"", name);
+  if (!cJSON_IsArray(shape))
+    return attn_diag_error(diag, loc, ATTN_ERROR_PARSE, "tensor '%s': \"shape\" is not an array",
+                           name);
+  int rank = cJSON_GetArraySize(shape);
+  if (rank > ATTN_MAX_RANK)
+    return attn_diag_error(diag, loc, ATTN_ERROR_UNSUPPORTED,
+                           "tensor '%s': rank %d is more than %d, the most attnc supports", name,
+                           rank, ATTN_MAX_RANK);
+  entry->rank = (uint32_t)rank;
+  const cJSON *dim;
+  uint32_t axis = 0;
+  cJSON_ArrayForEach(dim, shape) {
+    uint64_t value;
+    const char *problem = json_uint(dim, &value);
+    if (problem)
+      return attn_diag_error(diag, loc, ATTN_ERROR_PARSE,
+                             "tensor '%s': dimension %u of \"shape\" %s", name, axis, problem);
+    entry->dims[axis++] = (int64_t)value;
+  }
+
+  const cJSON *offsets = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
+  if (!offsets)
+    return attn_diag_error(diag, loc, ATTN_ERROR_PARSE, "tensor '%s': missing \"data_offsets\"",
+                           name);
+  if (!cJSON_IsArray(offsets) || cJSON_GetArraySize(offsets) != 2)
+    return attn_diag_error(diag, loc, ATTN_ERROR_PARSE,
+                           "tensor '%s': \"data_offsets\" is not an array of two integers", name);
+  const char *problem = json_uint(offsets->child, &entry->begin);
+  if (!problem)
+    problem = json_uint(offsets->child->next, &entry->end);
+  if (problem)
+    return attn_diag_error(diag, loc, ATTN_ERROR_PARSE, "tensor '%s': a \"data_offsets\" value %s",
+                           name, problem);
+  if (entry->begin > entry->end)
+    return attn_diag_error(diag, loc, ATTN_ERROR_PARSE,
+                           "tensor '%s': data_offsets [%llu, %llu] end before they begin", name,
+                           (unsigned long long)entry->begin, (unsigned long long)entry->end);
+  if (entry->end > data_size)
+    return attn_diag_error(diag, loc, ATTN_ERROR_PARSE,
+                           "tensor '%s': data_offsets end %llu is past the end of the data "
+                           "(%zu bytes)",
+                           name, (unsigned long long)entry->end, data_size);
+
+  char dims_text[8 * 24];
+  format_dims(entry->rank, entry->dims, dims_text, sizeof(dims_text));
+  int64_t count;
+  size_t element_size = attn_dtype_size(entry->dtype);
+  if (!attn_shape_element_count(entry->rank, entry->dims, &count) ||
+      (uint64_t)count > SIZE_MAX / element_size)
+    return attn_diag_error(diag, loc, ATTN_ERROR_PARSE, "tensor '%s': shape %s is too large", name,
+                           dims_text);
+  uint64_t size_bytes = (uint64_t)count * element_size;
+  if (size_bytes != entry->end - entry->begin)
+    return attn_diag_error(diag, loc, ATTN_ERROR_PARSE,
+                           "tensor '%s': shape %s of %s needs %llu bytes, but data_offsets "
+                           "[%llu, %llu] hold %llu",
+                           name, dims_text, dtype_names[d].name, (unsigned long long)size_bytes,
+                           (unsigned long long)entry->begin, (unsigned long long)entry->end,
+                           (unsigned long long)(entry->end - entry->begin));
+  // Consumers read elements through typed pointers, so a misaligned tensor would be undefined
+  // behaviour later; writers (ours and the reference one) always align.
+  if (size_bytes > 0 && ((uintptr_t)(file->data + entry->begin)) % element_size != 0)
+    return attn_diag_error(diag, loc, ATTN_ERROR_PARSE,
+                           "tensor '%s': data at offset %llu is not aligned to its %zu-byte "
+                           "elements",
+                           name, (unsigned long long)entry->begin, element_size);
+  return ATTN_OK;
+}
+
+typedef struct st_range {
+  uint64_t begin;
+  uint64_t end;
+  size_t index;
+} st_range;
+
+static int compare_ranges(const void *a, const void *b) {
+  const st_range *x = a, *y = b;
+  if (x->begin != y->begin)
+    return x->begin < y->begin ? -1 : 1;
+  if (x->end != y->end)
+    return x->end < y->end ? -1 : 1;
+  return x->index < y->index ? -1 : x->index > y->index;
+}
+
+// Refuses tensors whose bytes overlap. Empty tensors occupy nothing and never overlap.
+static attn_status check_overlaps(attn_safetensors *file, attn_diag *diag) {
+  attn_loc loc = {file->path, 0, 0};
+  if (file->count < 2)
+    return ATTN_OK;
+  st_range *ranges = attn_allocator_calloc(file->allocator, file->count, sizeof(*ranges));
+  if (!ranges)
+    return attn_diag_error(diag, loc, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
+  for (size_t i = 0; i < file->count; i++)
+    ranges[i] = (st_range){file->entries[i].begin, file->entries[i].end, i};
+  qsort(ranges, file->count, sizeof(*ranges), compare_ranges);
+  attn_status status = ATTN_OK;
+  const st_range *previous = NULL;
+  for (size_t i = 0; i < file->count && status == ATTN_OK; i++) {
+    const st_range *range = &ranges[i];
+    if (range->begin == range->end)
+      continue;
+    if (previous && range->begin < previous->end)
+      status =
+          attn_diag_error(diag, loc, ATTN_ERROR_PARSE,
+                          "tensors '%s' (bytes %llu..%llu) and '%s' (bytes %llu..%llu) overlap",
+                          file->entries[previous->index].name, (unsigned long long)previous->begin,
+                          (unsigned long long)previous->end, file->entries[range->index].name,
+                          (unsigned long long)range->begin, (unsigned long long)range->end);
+    previous = range;
+  }
+  attn_allocator_free(file->allocator, ranges, file->count * sizeof(*ranges));
+  return status;
+}
+
+static attn_status parse_header(attn_safetensors *file, const cJSON *root, size_t data_size,
+                                attn_diag *diag) {
+  attn_loc loc = {file->path, 0, 0};
+  if (!cJSON_IsObject(root))
+    return attn_diag_error(diag, loc, ATTN_ERROR_PARSE, "header is not a JSON object");
+  size_t capacity = (size_t)cJSON_GetArraySize(root);
+  file->entries = attn_arena_calloc(&file->arena, capacity ? capacity : 1, sizeof(st_entry));
+  if (!file->entries || attn_name_table_init(&file->table, file->allocator, capacity) != ATTN_OK)
+    return attn_diag_error(diag, loc, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
+  bool has_metadata = false;
+  const cJSON *item;
+  cJSON_ArrayForEach(item, root) {
+    if (strcmp(item->string, "__metadata__") == 0) {
+      if (has_metadata)
+        return attn_diag_error(diag, loc, ATTN_ERROR_PARSE, "\"__metadata__\" appears twice");
+      has_metadata = true;
+      ATTN_RETURN_IF_ERROR(check_metadata(file, item, diag));
+      continue;
+    }
+    st_entry *entry = &file->entries[file->count];
+    ATTN_RETURN_IF_ERROR(parse_entry(file, item, data_size, diag, entry));
+    entry->name = attn_arena_strdup(&file->arena, item->string);
+    if (!entry->name)
+      return attn_diag_error(diag, loc, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
+    size_t existing;
+    if (!attn_name_table_insert(&file->table, entry->name, file->count, &existing))
+      return attn_diag_error(diag, loc, ATTN_ERROR_PARSE, "tensor '%s' appears twice in the header",
+                             entry->name);
+    file->count++;
+  }
+  return check_overlaps(file, diag);
+}
+
+// Validates the image `bytes` and fills `file`'s entries.
+static attn_status load(attn_safetensors *file, const unsigned char *bytes, size_t size_bytes,
+                        attn_diag *diag) {
+  attn_loc loc = {file->path, 0, 0};
+  if (size_bytes < 8)
+    return attn_diag_error(diag, loc, ATTN_ERROR_PARSE,
+                           "file is %zu bytes, too short for the 8-byte header length", size_bytes);
+  unsigned long long header_length = attn_io_load_le(bytes, 8);
+  if (header_length > size_bytes - 8)
+    return attn_diag_error(diag, loc, ATTN_ERROR_PARSE,
+                           "header length %llu is larger than the file (%zu bytes)", header_length,
+                           size_bytes);
+  if (header_length > SAFETENSORS_MAX_HEADER_BYTES)
+    return attn_diag_error(diag, loc, ATTN_ERROR_PARSE,
+                           "header length %llu is more than the %llu bytes safetensors allows",
+                           header_length, SAFETENSORS_MAX_HEADER_BYTES);
+  const char *header = (const char *)bytes + 8;
+  size_t data_start = 8 + (size_t)header_length;
+  file->data = bytes + data_start;
+
+  const char *parse_end = NULL;
+  cJSON *root = cJSON_ParseWithLengthOpts(header, (size_t)header_length, &parse_end, false);
+  if (!root) {
+    size_t at = parse_end && parse_end >= header ? (size_t)(parse_end - header) : 0;
+    return attn_diag_error(diag, loc, ATTN_ERROR_PARSE,
+                           "header is not valid JSON (error near byte %zu of the header)", at);
+  }
+  // The format pads the header with spaces; anything else after the JSON value is garbage.
+  for (const char *p = parse_end; p < header + header_length; p++) {
+    if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+      cJSON_Delete(root);
+      return attn_diag_error(diag, loc, ATTN_ERROR_PARSE,
+                             "unexpected bytes after the JSON header (at byte %zu of the header)",
+                             (size_t)(p - header));
+    }
+  }
+  attn_status status = parse_header(file, root, size_bytes - data_start, diag);
+  cJSON_Delete(root);
+  return status;
+}
+
+// A file object with its path copied, or NULL (and a diagnostic) when memory runs out.
+static attn_safetensors *create_file(const char *path, attn_allocator allocator, attn_diag *diag) {
+  attn_safetensors *file = attn_allocator_calloc(allocator, 1, sizeof(*file));
+  if (!file) {
+    attn_diag_error(diag, (attn_loc){path, 0, 0}, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
+    return NULL;
+  }
+  file->allocator = allocator;
+  attn_arena_init(&file->arena, allocator);
+  file->path = attn_arena_strdup(&file->arena, path);
+  if (!file->path) {
+    attn_diag_error(diag, (attn_loc){path, 0, 0}, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
+    attn_safetensors_close(file);
+    return NULL;
+  }
+  return file;
+}
+
+attn_status attn_safetensors_open_memory(const void *bytes, size_t size_bytes, const char *name,
+                                         attn_allocator allocator, attn_diag *diag,
+                                         attn_safetensors **out_file) {
+  *out_file = NULL;
+  attn_safetensors *file = create_file(name, allocator, diag);
+  if (!file)
+    return ATTN_ERROR_OUT_OF_MEMORY;
+  attn_status status = load(file, bytes, size_bytes, diag);
+  if (status != ATTN_OK) {
+    attn_safetensors_close(file);
+    return status;
+  }
+  *out_file = file;
+  return ATTN_OK;
+}
+
+attn_status attn_safetensors_open(const char *path, attn_allocator allocator, attn_diag *diag,
+                                  attn_safetensors **out_file) {
+  *out_file = NULL;
+  attn_loc loc = {path, 0, 0};
+  int fd = open(path, O_RDONLY);
+  if (fd < 0)
+    return attn_diag_error(diag, loc, ATTN_ERROR_IO, "cannot open: %s", strerror(errno));
+  struct stat info;
+  if (fstat(fd, &info) != 0) {
+    int error = errno;
+    close(fd);
+    return attn_diag_error(diag, loc, ATTN_ERROR_IO, "cannot read: %s", strerror(error));
+  }
+  if (!S_ISREG(info.st_mode)) {
+    close(fd);
+    return attn_diag_error(diag, loc, ATTN_ERROR_IO, "not a regular file");
+  }
+  if (info.st_size < 8) {
+    close(fd);
+    return attn_diag_error(diag, loc, ATTN_ERROR_PARSE,
+                           "file is %lld bytes, too short for the 8-byte header length",
+                           (long long)info.st_size);
+  }
+  if ((uintmax_t)info.st_size > SIZE_MAX) {
+    close(fd);
+    return attn_diag_error(diag, loc, ATTN_ERROR_IO, "file is too large to map");
+  }
+  size_t size = (size_t)info.st_size;
+  void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  int map_error = errno;
+  close(fd);
+  if (map == MAP_FAILED)
+    return attn_diag_error(diag, loc, ATTN_ERROR_IO, "cannot map: %s", strerror(map_error));
+  attn_safetensors *file = create_file(path, allocator, diag);
+  if (!file) {
+    munmap(map, size);
+    return ATTN_ERROR_OUT_OF_MEMORY;
+  }
+  file->map = map;
+  file->map_size = size;
+  attn_status status = load(file, map, size, diag);
+  if (status != ATTN_OK) {
+    attn_safetensors_close(file);
+    return status;
+  }
+  *out_file = file;
+  return ATTN_OK;
+}
+
+void attn_safetensors_close(attn_safetensors *file) {
+  if (!file)
+    return;
+  if (file->map)
+    munmap(file->map, file->map_size);
+  attn_name_table_deinit(&file->table, file->allocator);
+  attn_arena_deinit(&file->arena);
+  attn_allocator_free(file->allocator, file, sizeof(*file));
+}
+
+size_t attn_safetensors_count(const attn_safetensors *file) {
+  return file->count;
+}
+
+const char *attn_safetensors_name(const attn_safetensors *file, size_t index) {
+  return file->entries[index].name;
+}
+
+const char *attn_safetensors_path(const attn_safetensors *file) {
+  return file->path;
+}
+
+void attn_safetensors_get(const attn_safetensors *file, size_t index, attn_tensor *out_view) {
+  const st_entry *entry = &file->entries[index];
+  memset(out_view, 0, sizeof(*out_view));
+  out_view->dtype = entry->dtype;
+  out_view->rank = entry->rank;
+  memcpy(out_view->dims, entry->dims, sizeof(entry->dims));
+  // The mapping is read-only; attn_tensor has no const data, so views must not be written.
+  out_view->data = (void *)(uintptr_t)(file->data + entry->begin);
+}
+
+bool attn_safetensors_find(const attn_safetensors *file, const char *name, attn_tensor *out_view) {
+  size_t index;
+  if (!attn_safetensors_find_index(file, name, &index))
+    return false;
+  attn_safetensors_get(file, index, out_view);
+  return true;
+}
+
+bool attn_safetensors_find_index(const attn_safetensors *file, const char *name,
+                                 size_t *out_index) {
+  return attn_name_table_find(&file->table, name, out_index);
+}
+
+// ---- writer ----------------------------------------------------------------------------------
+
+// A growing text buffer from the allocator; `is_failed` sticks once memory runs out.
+typedef struct text_buffer {
+  attn_allocator allocator;
+  char *text;
+  size_t length;
+  size_t capacity;
+  bool is_failed;
+} text_buffer;
+
+static void append(text_buffer *buffer, const char *text, size_t length) {
+  if (buffer->is_failed)
+    return;
+  void *items = buffer->text;
+  if (!attn_array_reserve(buffer->allocator, &items, &buffer->capacity, buffer->length + length,
+                          1)) {
+    buffer->is_failed = true;
+    return;
+  }
+  buffer->text = items;
+  memcpy(buffer->text + buffer->length, text, length);
+  buffer->length += length;
+}
+
+static void append_text(text_buffer *buffer, const char *text) {
+  append(buffer, text, strlen(text));
+}
+
+static void append_json_string(text_buffer *buffer, const char *text) {
+  append(buffer, "\"", 1);
+  for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+    char escaped[8];
+    if (*p == '"' || *p == '\\') {
+      escaped[0] = '\\';
+      escaped[1] = (char)*p;
+      append(buffer, escaped, 2);
+    } else if (*p < 0x20) {
+      snprintf(escaped, sizeof(escaped), "\\u%04x", *p);
+      append(buffer, escaped, 6);
+    } else {
+      append(buffer, (const char *)p, 1);
+    }
+  }
+  append(buffer, "\"", 1);
+}
+
+static int compare_by_name(const void *a, const void *b) {
+  const attn_named_tensor *const *x = a, *const *y = b;
+  return strcmp((*x)->name, (*y)->name);
+}
+
+// Larger elements first, then the given order: every offset is then a multiple of its
+// tensor's element size, since all sizes are powers of two.
+static int compare_by_element_size(const void *a, const void *b) {
+  const attn_named_tensor *const *x = a, *const *y = b;
+  size_t sx = attn_dtype_size((*x)->tensor.dtype), sy = attn_dtype_size((*y)->tensor.dtype);
+  if (sx != sy)
+    return sx > sy ? -1 : 1;
+  return *x < *y ? -1 : *x > *y;
+}
+
+static attn_status write_file(const char *path, const text_buffer *header,
+                              const attn_named_tensor *const *order, size_t count,
+                              attn_diag *diag) {
+  attn_loc loc = {path, 0, 0};
+  FILE *out = fopen(path, "wb");
+  if (!out)
+    return attn_diag_error(diag, loc, ATTN_ERROR_IO, "cannot create: %s", strerror(errno));
+  unsigned char length[8];
+  for (int i = 0; i < 8; i++)
+    length[i] = (unsigned char)((unsigned long long)header->length >> (8 * i));
+  bool ok = fwrite(length, 1, 8, out) == 8 &&
+            fwrite(header->text, 1, header->length, out) == header->length;
+  for (size_t i = 0; ok && i < count; i++) {
+    size_t size = 0;
+    attn_tensor_size_bytes(&order[i]->tensor, &size);
+    ok =
+        attn_io_write_le(out, order[i]->tensor.data, size, attn_dtype_size(order[i]->tensor.dtype));
+  }
+  int saved_errno = errno;
+  if (fclose(out) != 0 && ok) {
+    ok = false;
+    saved_errno = errno;
+  }
+  if (!ok) {
+    remove(path);
+    return attn_diag_error(diag, loc, ATTN_ERROR_IO, "cannot write: %s", strerror(saved_errno));
+  }
+  return ATTN_OK;
+}
+
+attn_status attn_safetensors_write(const char *path, const attn_named_tensor *tensors,
+                                   size_t tensor_count, attn_allocator allocator, attn_diag *diag) {
+  attn_loc loc = {path, 0, 0};
+  for (size_t i = 0; i < tensor_count; i++) {
+    const attn_named_tensor *t = &tensors[i];
+    size_t size;
+    if (!t->name || !*t->name || strcmp(t->name, "__metadata__") == 0)
+      return attn_diag_error(diag, loc, ATTN_ERROR_INVALID_ARGUMENT,
+                             "tensor %zu has an empty or reserved name", i);
+    if (!safetensors_dtype_name(t->tensor.dtype) || t->tensor.rank > ATTN_MAX_RANK ||
+        !attn_tensor_size_bytes(&t->tensor, &size) || (size > 0 && !t->tensor.data))
+      return attn_diag_error(diag, loc, ATTN_ERROR_INVALID_ARGUMENT,
+                             "tensor '%s' is invalid (bad dtype, rank, shape or data)", t->name);
+  }
+
+  size_t order_size = (tensor_count ? tensor_count : 1) * sizeof(attn_named_tensor *);
+  const attn_named_tensor **by_name = attn_allocator_alloc(allocator, order_size);
+  const attn_named_tensor **by_offset = attn_allocator_alloc(allocator, order_size);
+  uint64_t *begins = attn_allocator_calloc(allocator, tensor_count ? tensor_count : 1, 8);
+  text_buffer header = {allocator, NULL, 0, 0, false};
+  attn_status status = ATTN_OK;
+  if (!by_name || !by_offset || !begins) {
+    status = attn_diag_error(diag, loc, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
+    goto cleanup;
+  }
+  for (size_t i = 0; i < tensor_count; i++)
+    by_name[i] = by_offset[i] = &tensors[i];
+  qsort(by_name, tensor_count, sizeof(*by_name), compare_by_name);
+  qsort(by_offset, tensor_count, sizeof(*by_offset), compare_by_element_size);
+  for (size_t i = 1; i < tensor_count; i++) {
+    if (strcmp(by_name[i - 1]->name, by_name[i]->name) == 0) {
+      status = attn_diag_error(diag, loc, ATTN_ERROR_INVALID_ARGUMENT,
+                               "tensor name '%s' is used twice", by_name[i]->name);
+      goto cleanup;
+    }
+  }
+  uint64_t offset = 0;
+  for (size_t i = 0; i < tensor_count; i++) {
+    size_t size = 0;
+    attn_tensor_size_bytes(&by_offset[i]->tensor, &size);
+    begins[by_offset[i] - tensors] = offset;
+    offset += size;
+  }
+
+  // The keys are written sorted, as the reference writer does.
+  append_text(&header, "{");
+  for (size_t i = 0; i < tensor_count; i++) {
+    const attn_named_tensor *t = by_name[i];
+    size_t size = 0;
+    attn_tensor_size_bytes(&t->tensor, &size);
+    uint64_t begin = begins[t - tensors];
+    char text[64];
+    if (i > 0)
+      append_text(&header, ",");
+    append_json_string(&header, t->name);
+    append_text(&header, ":{\"dtype\":\"");
+    append_text(&header, safetensors_dtype_name(t->tensor.dtype));
+    append_text(&header, "\",\"shape\":[");
+    for (uint32_t k = 0; k < t->tensor.rank; k++) {
+      snprintf(text, sizeof(text), "%s%lld", k ? "," : "", (long long)t->tensor.dims[k]);
+      append_text(&header, text);
+    }
+    snprintf(text, sizeof(text), "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)begin,
+             (unsigned long long)(begin + size));
+    append_text(&header, text);
+  }
+  append_text(&header, "}");
+  // Pad with spaces so the data starts 8-byte aligned.
+  while (!header.is_failed && header.length % 8 != 0)
+    append_text(&header, " ");
+  if (header.is_failed) {
+    status = attn_diag_error(diag, loc, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
+    goto cleanup;
+  }
+  status = write_file(path, &header, by_offset, tensor_count, diag);
+
+cleanup:
+  attn_allocator_free(allocator, header.text, header.capacity);
+  attn_allocator_free(allocator, begins, (tensor_count ? tensor_count : 1) * 8);
+  attn_allocator_free(allocator, by_offset, order_size);
+  attn_allocator_free(allocator, by_name, order_size);
+  return status;
+}
