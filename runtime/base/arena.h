@@ -30,6 +30,6 @@ void *attn_arena_calloc(attn_arena *arena, size_t count, size_t size);
 char *attn_arena_strndup(attn_arena *arena, const char *text, size_t length);
 char *attn_arena_strdup(attn_arena *arena, const char *text);
 char *attn_arena_printf(attn_arena *arena, const char *format, ...) ATTN_PRINTF(2, 3);
-char *attn_arena_vprintf(attn_arena *arena, const char *format, va_list args);
+char *attn_arena_vprintf(attn_arena *arena, const char *format, va_list args) ATTN_PRINTF(2, 0);
 
 #endif // ATTN_RUNTIME_BASE_ARENA_H_

@@ -29,6 +29,8 @@ void attn_diag_clear(attn_diag *diag) {
 }
 
 static void record(attn_diag *diag, attn_severity severity, attn_status status, attn_loc loc,
+                   const char *format, va_list args) ATTN_PRINTF(5, 0);
+static void record(attn_diag *diag, attn_severity severity, attn_status status, attn_loc loc,
                    const char *format, va_list args) {
   if (severity == ATTN_SEVERITY_ERROR)
     diag->error_count++;

@@ -56,7 +56,7 @@ void attn_diag_clear(attn_diag *diag);
 attn_status attn_diag_error(attn_diag *diag, attn_loc loc, attn_status status, const char *format,
                             ...) ATTN_PRINTF(4, 5);
 attn_status attn_diag_verror(attn_diag *diag, attn_loc loc, attn_status status,
-                             const char *format, va_list args);
+                             const char *format, va_list args) ATTN_PRINTF(4, 0);
 void attn_diag_warning(attn_diag *diag, attn_loc loc, const char *format, ...) ATTN_PRINTF(3, 4);
 // A note that explains the diagnostic recorded just before it.
 void attn_diag_note(attn_diag *diag, attn_loc loc, const char *format, ...) ATTN_PRINTF(3, 4);

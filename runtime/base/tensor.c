@@ -102,9 +102,9 @@ void attn_tensor_free(attn_allocator allocator, attn_tensor *tensor) {
 double attn_tensor_get_f64(const attn_tensor *tensor, int64_t index) {
   const void *data = tensor->data;
   switch (tensor->dtype) {
-  case ATTN_DTYPE_F32: return ((const float *)data)[index];
-  case ATTN_DTYPE_F16: return attn_f16_to_f32(((const uint16_t *)data)[index]);
-  case ATTN_DTYPE_BF16: return attn_bf16_to_f32(((const uint16_t *)data)[index]);
+  case ATTN_DTYPE_F32: return (double)((const float *)data)[index];
+  case ATTN_DTYPE_F16: return (double)attn_f16_to_f32(((const uint16_t *)data)[index]);
+  case ATTN_DTYPE_BF16: return (double)attn_bf16_to_f32(((const uint16_t *)data)[index]);
   case ATTN_DTYPE_I64: return (double)((const int64_t *)data)[index];
   case ATTN_DTYPE_I32: return ((const int32_t *)data)[index];
   case ATTN_DTYPE_I8: return ((const int8_t *)data)[index];
