@@ -199,7 +199,7 @@ static const config_node *find_member(const config_node *node, const char *key, 
 }
 
 attn_config_value attn_config_get(const attn_config *config, const char *path) {
-  attn_config_value value = {ATTN_CONFIG_MISSING, 0.0, false, NULL};
+  attn_config_value value = {ATTN_CONFIG_MISSING, 0.0, false, NULL, 0};
   if (!config || !path)
     return value;
   const config_node *node = &config->root;
@@ -216,6 +216,7 @@ attn_config_value attn_config_get(const attn_config *config, const char *path) {
   value.number = node->number;
   value.is_integer = node->is_integer;
   value.string = node->string;
+  value.count = node->child_count;
   return value;
 }
 

@@ -29,6 +29,7 @@ typedef struct attn_config_value {
   double number;      // NUMBER; BOOL as 0/1
   bool is_integer;    // NUMBER written without fraction or exponent, integral, |v| <= 2^53
   const char *string; // STRING, borrowed from the config
+  size_t count;       // OTHER: elements of the array or members of the object
 } attn_config_value;
 
 // Parses a config.json. `name` is used in messages.

@@ -63,7 +63,9 @@ static void config_reads_values_by_dotted_path(void **state) {
   assert_int_equal(v.kind, ATTN_CONFIG_BOOL);
   assert_true(v.number == 1.0);
   assert_int_equal(attn_config_get(config, "i").kind, ATTN_CONFIG_OTHER);
+  assert_int_equal(attn_config_get(config, "i").count, 3);
   assert_int_equal(attn_config_get(config, "j").kind, ATTN_CONFIG_OTHER);
+  assert_int_equal(attn_config_get(config, "j.k").count, 2);
   // Numbers after an array and nested objects still pair with their text.
   v = attn_config_get(config, "j.k.l");
   assert_int_equal(v.kind, ATTN_CONFIG_NUMBER);
