@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""attnc's end-to-end tests: one ctest case is one invocation of this script.
+
+  model_test.py --attnc ATTNC --work DIR hf MODEL CHECKPOINT_DIR [--ids-dtype int32]
+                [--strip-prefix transformer.]
+      attnc run MODEL on a Hugging Face fixture (tests/data/hf/X: input_ids.npy and the
+      logits transformers computed) and compare the logits. --ids-dtype feeds the ids in
+      another dtype; --strip-prefix rewrites the checkpoint without that name prefix, as a
+      checkpoint saved from the base model (GPT2Model) names its tensors.
+  model_test.py --attnc ATTNC --work DIR random MODEL ARCH CONFIG
+      attnc init-weights MODEL with CONFIG, run attnc and the NumPy reference
+      (tests/ref/run_ref.py ARCH) on the same weights and ids, and compare.
+  model_test.py --attnc ATTNC --work DIR demo MODEL
+      init-weights twice (the files must be identical), run, check the outputs are finite.
+  model_test.py --attnc ATTNC --work DIR fails EXIT SUBSTRINGS -- ARGS...
+      attnc ARGS must exit with status EXIT and print every |-separated piece of SUBSTRINGS
+      on stderr. @NAME in an
+      argument is replaced by a file made in DIR (see make_fixture): @bad.npy is junk.
+
+Every attnc run must be free of sanitizer reports, whatever its exit status.
+"""
+import argparse
+import filecmp
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REF = os.path.join(ROOT, "tests", "ref")
+PYTHON = "/usr/bin/python3"
+RTOL_HF = 1e-5  # the issue asks for 1e-4; float32 evaluation gets ~1e-7
+RTOL_REF = 1e-5
+
+
+def run(cmd, expect=0):
+    """Runs cmd, echoes its output, returns (status, stdout, stderr)."""
+    print("$ " + " ".join(cmd), flush=True)
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    sys.stdout.write(p.stdout)
+    sys.stdout.write(p.stderr)
+    for marker in ("Sanitizer", "runtime error:"):
+        if marker in p.stderr:
+            sys.exit(f"FAIL: sanitizer report from {cmd[0]}")
+    if expect is not None and p.returncode != expect:
+        sys.exit(f"FAIL: exit status {p.returncode}, expected {expect}")
+    return p.returncode, p.stdout, p.stderr
+
+
+def compare(out, ref, rtol):
+    run([PYTHON, os.path.join(REF, "compare.py"), out, ref, "--rtol-l2", str(rtol)])
+
+
+def strip_prefix(checkpoint, prefix, work):
+    sys.path.insert(0, REF)
+    import safetensors_np
+    tensors = safetensors_np.load(checkpoint)
+    renamed = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in tensors.items()}
+    out = os.path.join(work, "base")
+    os.makedirs(out)
+    safetensors_np.save(os.path.join(out, "model.safetensors"), renamed)
+    shutil.copy(os.path.join(checkpoint, "config.json"), out)
+    return out
+
+
+def hf(args):
+    ids = os.path.join(args.checkpoint, "input_ids.npy")
+    logits = os.path.join(args.checkpoint, "logits.npy")
+    if args.strip_prefix:
+        args.checkpoint = strip_prefix(args.checkpoint, args.strip_prefix, args.work)
+    if args.ids_dtype:
+        converted = os.path.join(args.work, "input_ids.npy")
+        np.save(converted, np.load(ids).astype(args.ids_dtype))
+        ids = converted
+    out = os.path.join(args.work, "logits.npy")
+    run([args.attnc, "run", args.model, "-w", args.checkpoint, "-i", "input_ids=" + ids,
+         "-o", "logits=" + out, "-b", "interp"])
+    compare(out, logits, RTOL_HF)
+
+
+def random_ids(vocab, shape, seed):
+    return np.random.default_rng(seed).integers(0, vocab, size=shape, dtype=np.int64)
+
+
+def random(args):
+    w = os.path.join(args.work, "W")
+    os.makedirs(w, exist_ok=True)
+    run([args.attnc, "init-weights", args.model, "--config", args.config, "-o",
+         os.path.join(w, "model.safetensors"), "--seed", "7"])
+    shutil.copy(args.config, os.path.join(w, "config.json"))
+    with open(args.config) as f:
+        vocab = json.load(f)["vocab_size"]
+    ids = os.path.join(args.work, "ids.npy")
+    np.save(ids, random_ids(vocab, (2, 9), 3))
+    out, ref = os.path.join(args.work, "logits.npy"), os.path.join(args.work, "ref.npy")
+    run([args.attnc, "run", args.model, "-w", w, "-i", "input_ids=" + ids, "-o", "logits=" + out])
+    run([PYTHON, os.path.join(REF, "run_ref.py"), args.arch, w, ids, ref])
+    compare(out, ref, RTOL_REF)
+
+
+def demo(args):
+    a, b = os.path.join(args.work, "a.safetensors"), os.path.join(args.work, "b.safetensors")
+    run([args.attnc, "init-weights", args.model, "-o", a, "--seed", "42"])
+    run([args.attnc, "init-weights", args.model, "-o", b, "--seed", "42"])
+    if not filecmp.cmp(a, b, shallow=False):
+        sys.exit("FAIL: init-weights is not deterministic")
+    ids = os.path.join(args.work, "ids.npy")
+    np.save(ids, (np.arange(32, dtype=np.int64) * 7 % 256).reshape(2, 16))
+    out = os.path.join(args.work, "logits.npy")
+    _, stdout, _ = run([args.attnc, "run", args.model, "-w", a, "-i", "input_ids=" + ids,
+                        "-o", "logits=" + out])
+    logits = np.load(out)
+    if logits.shape != (2, 16, 256) or not np.all(np.isfinite(logits)):
+        sys.exit(f"FAIL: logits {logits.shape}, finite: {np.all(np.isfinite(logits))}")
+    # Without -o the output is summarised on stdout.
+    _, stdout, _ = run([args.attnc, "run", args.model, "-w", a, "-i", "input_ids=" + ids])
+    if "logits: f32[2, 16, 256]" not in stdout or "mean" not in stdout:
+        sys.exit("FAIL: no summary of the logits on stdout")
+
+
+def make_fixture(work, name):
+    """Files the `fails` cases refer to as @NAME."""
+    path = os.path.join(work, name)
+    if name == "bad.npy":
+        with open(path, "wb") as f:
+            f.write(b"\x93NUMPY\x01\x00this is not a header")
+    elif name == "ids.npy":
+        np.save(path, np.zeros((1, 4), dtype=np.int64))
+    elif name == "float_ids.npy":
+        np.save(path, np.zeros((1, 4), dtype=np.float32))
+    elif name == "mismatch":
+        # The gpt2-tiny fixture's tensors with the smaller config of models/configs.
+        os.makedirs(path, exist_ok=True)
+        shutil.copy(os.path.join(ROOT, "tests/data/hf/gpt2-tiny/model.safetensors"), path)
+        shutil.copy(os.path.join(ROOT, "models/configs/gpt2-tiny.json"),
+                    os.path.join(path, "config.json"))
+    elif name == "model.onnx":
+        open(path, "wb").close()
+    else:
+        sys.exit(f"model_test.py: no fixture named {name}")
+    return path
+
+
+def fails(args):
+    cmd = [args.attnc]
+    for a in args.args:
+        if "@" in a:
+            head, _, name = a.partition("@")
+            a = head + make_fixture(args.work, name)
+        cmd.append(a)
+    status, _, stderr = run(cmd, expect=None)
+    if status != args.exit:
+        sys.exit(f"FAIL: exit status {status}, expected {args.exit}")
+    for piece in args.substrings.split("|"):
+        if piece not in stderr:
+            sys.exit(f"FAIL: stderr lacks {piece!r}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--attnc", required=True)
+    ap.add_argument("--work", required=True)
+    sub = ap.add_subparsers(dest="kind", required=True)
+    p = sub.add_parser("hf")
+    p.add_argument("model")
+    p.add_argument("checkpoint")
+    p.add_argument("--ids-dtype")
+    p.add_argument("--strip-prefix")
+    p = sub.add_parser("random")
+    p.add_argument("model")
+    p.add_argument("arch")
+    p.add_argument("config")
+    p = sub.add_parser("demo")
+    p.add_argument("model")
+    p = sub.add_parser("fails")
+    p.add_argument("exit", type=int)
+    p.add_argument("substrings")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    args = ap.parse_args()
+    if args.kind == "fails" and args.args and args.args[0] == "--":
+        args.args = args.args[1:]
+    shutil.rmtree(args.work, ignore_errors=True)
+    os.makedirs(args.work)
+    {"hf": hf, "random": random, "demo": demo, "fails": fails}[args.kind](args)
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+// Shared pieces of the attnc sub-commands: flag parsing, NAME=VALUE bindings, loading the
+// model description and its config, exit codes. Only the tool uses these.
+#ifndef ATTN_TOOLS_ATTNC_CLI_H_
+#define ATTN_TOOLS_ATTNC_CLI_H_
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ir/ir.h"
+#include "runtime/base/diag.h"
+#include "runtime/tensor/weights.h"
+
+// Exit codes: 1 for errors about the model, data or files, 2 for a malformed command line.
+enum { ATTN_EXIT_OK = 0, ATTN_EXIT_ERROR = 1, ATTN_EXIT_USAGE = 2 };
+
+// The sub-commands; each gets argv[0] = its own name.
+int attn_tool_run(int argc, char **argv);
+int attn_tool_opt(int argc, char **argv);
+int attn_tool_init_weights(int argc, char **argv);
+
+// ---- command lines ---------------------------------------------------------------------------
+
+// A NAME=VALUE argument of -i, -o or -D.
+typedef struct attn_cli_binding {
+  const char *flag; // "-i"
+  const char *name; // the argument, split in place at its '='
+  const char *value;
+} attn_cli_binding;
+
+// One flag a sub-command accepts. Exactly one of `out_value` (a flag given once; the last one
+// wins) and `bindings` (a repeatable NAME=VALUE flag; the caller gives room for argc of them)
+// is set.
+typedef struct attn_cli_option {
+  const char *flag; // "-w" (also "-wVALUE") or "--config" (also "--config=VALUE")
+  const char **out_value;
+  attn_cli_binding *bindings;
+  size_t *binding_count;
+} attn_cli_option;
+
+typedef enum attn_cli_parse_result {
+  ATTN_CLI_PARSED,     // go on
+  ATTN_CLI_HELP_SHOWN, // -h or --help: `usage` went to stdout
+  ATTN_CLI_BAD_USAGE,  // a message went to stderr
+} attn_cli_parse_result;
+
+// Parses argv[1..argc-1] of sub-command `command`: the options, and exactly one positional
+// argument (MODEL) into *out_model.
+attn_cli_parse_result attn_cli_parse(const char *command, const char *usage, int argc, char **argv,
+                                     const attn_cli_option *options, size_t option_count,
+                                     const char **out_model);
+
+// Prints "attnc COMMAND: MESSAGE" and a pointer to --help on stderr; returns ATTN_EXIT_USAGE.
+int attn_cli_usage_error(const char *command, const char *format, ...) ATTN_PRINTF(2, 3);
+
+// Parses a -D value: a non-negative decimal integer.
+bool attn_cli_parse_int(const char *text, int64_t *out_value);
+
+// Checks a -p list (comma-separated). Until the pass manager lands the only pass is `none`.
+attn_status attn_cli_check_passes(const char *passes, attn_diag *diag) ATTN_MUST_USE;
+
+// ---- models ----------------------------------------------------------------------------------
+
+// Where command-line errors are reported (the "file" of their location).
+extern const attn_loc attn_cli_loc;
+
+// Parses the model at `path` (a .attn file; other formats are not supported yet) with
+// `config` (may be NULL) feeding config.*.
+attn_status attn_cli_load_model(const char *path, const attn_config *config,
+                                attn_allocator allocator, attn_diag *diag,
+                                attn_graph **out_graph) ATTN_MUST_USE;
+
+// Applies -D bindings to `symbol_values` (graph->symbol_count entries, < 0 unbound). An unknown
+// symbol is an error that lists the graph's symbols.
+attn_status attn_cli_bind_symbols(const attn_graph *graph, const attn_cli_binding *bindings,
+                                  size_t binding_count, attn_diag *diag,
+                                  int64_t *symbol_values) ATTN_MUST_USE;
+
+// Writes "'a', 'b', 'c'" (or "none") for the graph's symbols, inputs or outputs.
+void attn_cli_format_symbols(const attn_graph *graph, char *buffer, size_t size);
+void attn_cli_format_inputs(const attn_graph *graph, char *buffer, size_t size);
+void attn_cli_format_outputs(const attn_graph *graph, char *buffer, size_t size);
+
+#endif // ATTN_TOOLS_ATTNC_CLI_H_

@@ -1,0 +1,91 @@
+// `attnc opt`: parse a model description and print the flat IR it expands to.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir/print.h"
+#include "runtime/base/allocator.h"
+#include "tools/attnc/cli.h"
+
+static const char usage[] =
+    "usage: attnc opt MODEL [-w WEIGHTS | --config CONFIG.json] [-p PASSES] [-D NAME=VALUE]...\n"
+    "\n"
+    "Parses MODEL (.attn), expands it to one flat graph and prints that graph's IR in the .attn\n"
+    "language on stdout.\n"
+    "\n"
+    "  -w WEIGHTS        a .safetensors file or Hugging Face directory; its config.json feeds\n"
+    "                    config.* in MODEL\n"
+    "  --config FILE     a config.json to read config.* from, without weights\n"
+    "  -p PASSES         comma-separated passes to run before printing; 'none' (the default)\n"
+    "                    is the only one until the pass manager lands\n"
+    "  -D NAME=VALUE     the value of a symbolic dim; checked against the graph's symbols\n"
+    "  -h, --help        this text\n";
+
+int attn_tool_opt(int argc, char **argv) {
+  const char *command = "opt";
+  const char *model = NULL, *weights_path = NULL, *config_path = NULL, *passes = "";
+  attn_cli_binding *symbols = calloc((size_t)argc, sizeof(*symbols));
+  size_t symbol_count = 0;
+  if (!symbols) {
+    fputs("attnc opt: out of memory\n", stderr);
+    return ATTN_EXIT_ERROR;
+  }
+  const attn_cli_option options[] = {
+      {"-w", &weights_path, NULL, NULL},
+      {"--config", &config_path, NULL, NULL},
+      {"-p", &passes, NULL, NULL},
+      {"-D", NULL, symbols, &symbol_count},
+  };
+  attn_cli_parse_result parsed = attn_cli_parse(command, usage, argc, argv, options,
+                                                sizeof(options) / sizeof(options[0]), &model);
+  if (parsed == ATTN_CLI_PARSED && weights_path && config_path) {
+    attn_cli_usage_error(command, "give -w or --config, not both");
+    parsed = ATTN_CLI_BAD_USAGE;
+  }
+  if (parsed != ATTN_CLI_PARSED) {
+    free(symbols);
+    return parsed == ATTN_CLI_HELP_SHOWN ? ATTN_EXIT_OK : ATTN_EXIT_USAGE;
+  }
+
+  attn_allocator allocator = attn_allocator_system();
+  attn_diag diag;
+  attn_diag_init(&diag, allocator);
+  attn_weights *weights = NULL;
+  attn_config *own_config = NULL;
+  const attn_config *config = NULL;
+  attn_graph *graph = NULL;
+  int64_t *symbol_values = NULL;
+
+  attn_status status = attn_cli_check_passes(passes, &diag);
+  if (status == ATTN_OK && weights_path) {
+    status = attn_weights_open(weights_path, allocator, &diag, &weights);
+    config = status == ATTN_OK ? attn_weights_config(weights) : NULL;
+  } else if (status == ATTN_OK && config_path) {
+    status = attn_config_read(config_path, allocator, &diag, &own_config);
+    config = own_config;
+  }
+  if (status == ATTN_OK)
+    status = attn_cli_load_model(model, config, allocator, &diag, &graph);
+  if (status == ATTN_OK) {
+    symbol_values = malloc((graph->symbol_count + 1) * sizeof(*symbol_values));
+    if (!symbol_values)
+      status = attn_diag_error(&diag, attn_cli_loc, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
+  }
+  for (uint32_t i = 0; status == ATTN_OK && i < graph->symbol_count; i++)
+    symbol_values[i] = -1;
+  if (status == ATTN_OK)
+    status = attn_cli_bind_symbols(graph, symbols, symbol_count, &diag, symbol_values);
+  if (status == ATTN_OK)
+    status = attn_graph_print(graph, stdout);
+  if (status == ATTN_OK && fflush(stdout) != 0)
+    status = attn_diag_error(&diag, attn_cli_loc, ATTN_ERROR_IO, "cannot write the IR");
+
+  attn_diag_write(&diag, stderr);
+  free(symbol_values);
+  attn_graph_destroy(graph);
+  attn_config_destroy(own_config);
+  attn_weights_close(weights);
+  attn_diag_deinit(&diag);
+  free(symbols);
+  return status == ATTN_OK ? ATTN_EXIT_OK : ATTN_EXIT_ERROR;
+}

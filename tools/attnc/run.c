@@ -1,0 +1,377 @@
+// `attnc run`: parse a model, bind its weights and inputs, evaluate it, and write or summarise
+// the outputs. The reference evaluator (backend `interp`) is the only backend in this build.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "frontend/bind.h"
+#include "ir/interp.h"
+#include "runtime/base/allocator.h"
+#include "runtime/tensor/npy.h"
+#include "tools/attnc/cli.h"
+
+static const char usage[] =
+    "usage: attnc run MODEL [-w WEIGHTS] [-i NAME=FILE.npy]... [-o NAME=FILE.npy]...\n"
+    "                 [-b interp|cpu|cuda] [-p PASSES] [-D NAME=VALUE]...\n"
+    "\n"
+    "Runs MODEL (.attn) on the inputs and writes or summarises its outputs.\n"
+    "\n"
+    "  -w WEIGHTS        a .safetensors file, or a Hugging Face model directory (config.json\n"
+    "                    + model.safetensors or sharded *.safetensors + index); its\n"
+    "                    config.json feeds config.* in MODEL\n"
+    "  -i NAME=FILE.npy  binds graph input NAME; every input must be bound (integer and float\n"
+    "                    data are converted to the declared dtype: i32 ids feed an i64 input)\n"
+    "  -o NAME=FILE.npy  writes graph output NAME; outputs not written are summarised on\n"
+    "                    stdout (type, min/max/mean, first values)\n"
+    "  -b BACKEND        interp (the reference evaluator; the default in this build);\n"
+    "                    cpu and cuda are not available yet\n"
+    "  -p PASSES         comma-separated passes; 'none' (the default) is the only one until\n"
+    "                    the pass manager lands\n"
+    "  -D NAME=VALUE     the value of a symbolic dim (otherwise taken from the input shapes)\n"
+    "  -h, --help        this text\n"
+    "\n"
+    "The wall time of the evaluation is printed on stderr.\n";
+
+enum { LIST_TEXT_SIZE = 1024, TYPE_TEXT_SIZE = 160, SUMMARY_VALUES = 8 };
+
+typedef struct run_request {
+  const char *model;
+  const char *weights_path;
+  const char *backend;
+  const char *passes;
+  attn_cli_binding *inputs;
+  size_t input_count;
+  attn_cli_binding *outputs;
+  size_t output_count;
+  attn_cli_binding *symbols;
+  size_t symbol_count;
+} run_request;
+
+typedef struct run_state {
+  attn_allocator allocator;
+  attn_diag diag;
+  attn_weights *weights;
+  attn_graph *graph;
+  attn_bound_weights bound;
+  attn_tensor *inputs;  // graph->input_count, owned
+  attn_tensor *outputs; // graph->output_count, owned
+  int64_t *symbol_values;
+} run_state;
+
+static attn_status check_backend(const char *backend, attn_diag *diag) {
+  if (strcmp(backend, "interp") == 0)
+    return ATTN_OK;
+  return attn_diag_error(diag, attn_cli_loc, ATTN_ERROR_UNSUPPORTED,
+                         "backend '%s' is not available yet in this build; use -b interp", backend);
+}
+
+static attn_status require_weights(const attn_graph *graph, const attn_weights *weights,
+                                   attn_diag *diag) {
+  if (weights)
+    return ATTN_OK;
+  for (uint32_t i = 1; i < graph->node_count; i++) {
+    const attn_node *node = &graph->nodes[i];
+    if (node->is_dead || node->op != ATTN_OP_WEIGHT)
+      continue;
+    const attn_weight_attrs *attrs = node->attrs;
+    return attn_diag_error(diag, node->loc, ATTN_ERROR_INVALID_ARGUMENT,
+                           "the model reads weights (this one is '%s'); pass -w WEIGHTS",
+                           attrs->name_count ? attrs->names[0] : "?");
+  }
+  return ATTN_OK;
+}
+
+static bool find_input(const attn_graph *graph, const char *name, uint32_t *out_index) {
+  for (uint32_t i = 0; i < graph->input_count; i++) {
+    const char *input = attn_graph_value(graph, graph->inputs[i])->name;
+    if (input && strcmp(input, name) == 0) {
+      *out_index = i;
+      return true;
+    }
+  }
+  return false;
+}
+
+static bool find_output(const attn_graph *graph, const char *name, uint32_t *out_index) {
+  for (uint32_t i = 0; i < graph->output_count; i++) {
+    if (graph->output_names[i] && strcmp(graph->output_names[i], name) == 0) {
+      *out_index = i;
+      return true;
+    }
+  }
+  return false;
+}
+
+// Checks every -o name before anything runs, so a typo does not cost a whole evaluation.
+static attn_status check_output_names(const attn_graph *graph, const run_request *request,
+                                      attn_diag *diag) {
+  for (size_t i = 0; i < request->output_count; i++) {
+    uint32_t index;
+    if (!find_output(graph, request->outputs[i].name, &index)) {
+      char names[LIST_TEXT_SIZE];
+      attn_cli_format_outputs(graph, names, sizeof(names));
+      return attn_diag_error(diag, attn_cli_loc, ATTN_ERROR_NOT_FOUND,
+                             "-o %s: the graph has no output '%s'; its outputs: %s",
+                             request->outputs[i].name, request->outputs[i].name, names);
+    }
+  }
+  return ATTN_OK;
+}
+
+// Binds (or checks) the symbols that are whole dims of input `index` from the data's shape.
+static attn_status bind_input_symbols(const attn_graph *graph, uint32_t index,
+                                      const attn_tensor *data, const char *file, attn_diag *diag,
+                                      int64_t *symbol_values) {
+  const attn_value *input = attn_graph_value(graph, graph->inputs[index]);
+  for (uint32_t d = 0; d < input->type.rank; d++) {
+    attn_dim dim = input->type.dims[d];
+    if (attn_dim_is_constant(dim)) {
+      if (dim != data->dims[d])
+        return attn_diag_error(diag, (attn_loc){file, 0, 0}, ATTN_ERROR_INVALID_ARGUMENT,
+                               "input '%s': dim %u is %lld, but the model declares %lld",
+                               input->name, d, (long long)data->dims[d], (long long)dim);
+      continue;
+    }
+    const attn_dim_expr *expr = attn_graph_dim_expr(graph, dim);
+    if (expr->kind != ATTN_DIM_SYMBOL)
+      continue; // T_past + T and the like: the evaluator checks them once all symbols are known
+    int64_t *value = &symbol_values[expr->symbol];
+    if (*value >= 0 && *value != data->dims[d])
+      return attn_diag_error(diag, (attn_loc){file, 0, 0}, ATTN_ERROR_INVALID_ARGUMENT,
+                             "input '%s': dim %u is %lld, but %s is already %lld", input->name, d,
+                             (long long)data->dims[d], expr->name, (long long)*value);
+    *value = data->dims[d];
+  }
+  return ATTN_OK;
+}
+
+// Reads one -i file into inputs[index]. Float data of another float dtype is converted here;
+// integer data of another integer dtype (i32 ids for an i64 input) is converted by the
+// evaluator, which checks that the values fit.
+static attn_status load_input(run_state *state, uint32_t index, const char *file) {
+  const attn_graph *graph = state->graph;
+  const attn_value *input = attn_graph_value(graph, graph->inputs[index]);
+  attn_loc loc = {file, 0, 0};
+  attn_tensor data;
+  ATTN_RETURN_IF_ERROR(attn_npy_read(file, state->allocator, &state->diag, &data));
+  bool is_float = attn_dtype_is_float(data.dtype);
+  bool same_kind = data.dtype == input->type.dtype ||
+                   (data.dtype != ATTN_DTYPE_BOOL && input->type.dtype != ATTN_DTYPE_BOOL &&
+                    is_float == attn_dtype_is_float(input->type.dtype));
+  attn_status status = ATTN_OK;
+  if (data.rank != input->type.rank || !same_kind) {
+    char declared[TYPE_TEXT_SIZE], actual[TYPE_TEXT_SIZE];
+    attn_graph_type_format(graph, &input->type, declared, sizeof(declared));
+    attn_tensor_format_type(data.dtype, data.rank, data.dims, actual, sizeof(actual));
+    status = attn_diag_error(&state->diag, loc, ATTN_ERROR_INVALID_ARGUMENT,
+                             "input '%s' is declared %s, but the file holds %s", input->name,
+                             declared, actual);
+  }
+  if (status == ATTN_OK)
+    status = bind_input_symbols(graph, index, &data, file, &state->diag, state->symbol_values);
+  if (status == ATTN_OK && is_float && data.dtype != input->type.dtype) {
+    attn_tensor converted;
+    status =
+        attn_tensor_alloc(state->allocator, input->type.dtype, data.rank, data.dims, &converted);
+    if (status != ATTN_OK) {
+      status = attn_diag_error(&state->diag, loc, status, "out of memory converting input '%s'",
+                               input->name);
+    } else {
+      int64_t count = attn_tensor_element_count(&data);
+      for (int64_t i = 0; i < count; i++)
+        attn_tensor_set_f64(&converted, i, attn_tensor_get_f64(&data, i));
+      attn_tensor_free(state->allocator, &data);
+      data = converted;
+    }
+  }
+  if (status != ATTN_OK) {
+    attn_tensor_free(state->allocator, &data);
+    return status;
+  }
+  state->inputs[index] = data;
+  return ATTN_OK;
+}
+
+static attn_status load_inputs(run_state *state, const run_request *request) {
+  const attn_graph *graph = state->graph;
+  char names[LIST_TEXT_SIZE];
+  for (size_t i = 0; i < request->input_count; i++) {
+    const attn_cli_binding *b = &request->inputs[i];
+    uint32_t index;
+    if (!find_input(graph, b->name, &index)) {
+      attn_cli_format_inputs(graph, names, sizeof(names));
+      return attn_diag_error(&state->diag, attn_cli_loc, ATTN_ERROR_NOT_FOUND,
+                             "-i %s: the graph has no input '%s'; its inputs: %s", b->name, b->name,
+                             names);
+    }
+    if (state->inputs[index].data)
+      return attn_diag_error(&state->diag, attn_cli_loc, ATTN_ERROR_INVALID_ARGUMENT,
+                             "input '%s' is bound twice", b->name);
+    ATTN_RETURN_IF_ERROR(load_input(state, index, b->value));
+  }
+  for (uint32_t i = 0; i < graph->input_count; i++) {
+    if (!state->inputs[i].data) {
+      const char *name = attn_graph_value(graph, graph->inputs[i])->name;
+      return attn_diag_error(&state->diag, attn_cli_loc, ATTN_ERROR_INVALID_ARGUMENT,
+                             "input '%s' is not bound; pass -i %s=FILE.npy", name, name);
+    }
+  }
+  return ATTN_OK;
+}
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+// One output on stdout: its type, min/max/mean over the finite values, how many are not
+// finite, and the first few values.
+static void summarise(const char *name, const attn_tensor *tensor) {
+  char type[TYPE_TEXT_SIZE];
+  attn_tensor_format_type(tensor->dtype, tensor->rank, tensor->dims, type, sizeof(type));
+  int64_t count = attn_tensor_element_count(tensor), finite = 0;
+  double min = INFINITY, max = -INFINITY, sum = 0.0;
+  for (int64_t i = 0; i < count; i++) {
+    double v = attn_tensor_get_f64(tensor, i);
+    if (!isfinite(v))
+      continue;
+    finite++;
+    min = v < min ? v : min;
+    max = v > max ? v : max;
+    sum += v;
+  }
+  printf("%s: %s\n", name, type);
+  if (finite > 0)
+    printf("  min %.6g  max %.6g  mean %.6g", min, max, sum / (double)finite);
+  if (finite < count)
+    printf("  %lld not finite", (long long)(count - finite));
+  printf("\n  [");
+  for (int64_t i = 0; i < count && i < SUMMARY_VALUES; i++)
+    printf("%s%.6g", i ? ", " : "", attn_tensor_get_f64(tensor, i));
+  printf("%s]\n", count > SUMMARY_VALUES ? ", ..." : "");
+}
+
+static attn_status write_outputs(run_state *state, const run_request *request) {
+  const attn_graph *graph = state->graph;
+  for (size_t i = 0; i < request->output_count; i++) {
+    uint32_t index;
+    if (find_output(graph, request->outputs[i].name, &index)) // check_output_names made sure
+      ATTN_RETURN_IF_ERROR(
+          attn_npy_write(request->outputs[i].value, &state->outputs[index], &state->diag));
+  }
+  for (uint32_t o = 0; o < graph->output_count; o++) {
+    bool is_written = false;
+    for (size_t i = 0; i < request->output_count && !is_written; i++)
+      is_written = strcmp(request->outputs[i].name, graph->output_names[o]) == 0;
+    if (!is_written)
+      summarise(graph->output_names[o], &state->outputs[o]);
+  }
+  return ATTN_OK;
+}
+
+static attn_status run(run_state *state, const run_request *request) {
+  attn_allocator allocator = state->allocator;
+  attn_diag *diag = &state->diag;
+  ATTN_RETURN_IF_ERROR(check_backend(request->backend, diag));
+  ATTN_RETURN_IF_ERROR(attn_cli_check_passes(request->passes, diag));
+  const attn_config *config = NULL;
+  if (request->weights_path) {
+    ATTN_RETURN_IF_ERROR(
+        attn_weights_open(request->weights_path, allocator, diag, &state->weights));
+    config = attn_weights_config(state->weights);
+  }
+  ATTN_RETURN_IF_ERROR(attn_cli_load_model(request->model, config, allocator, diag, &state->graph));
+  const attn_graph *graph = state->graph;
+  ATTN_RETURN_IF_ERROR(check_output_names(graph, request, diag));
+  ATTN_RETURN_IF_ERROR(require_weights(graph, state->weights, diag));
+  if (state->weights)
+    ATTN_RETURN_IF_ERROR(attn_bind_weights(graph, state->weights, allocator, diag, &state->bound));
+
+  state->symbol_values = calloc(graph->symbol_count + 1, sizeof(*state->symbol_values));
+  state->inputs = calloc(graph->input_count + 1, sizeof(*state->inputs));
+  state->outputs = calloc(graph->output_count + 1, sizeof(*state->outputs));
+  if (!state->symbol_values || !state->inputs || !state->outputs)
+    return attn_diag_error(diag, attn_cli_loc, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
+  for (uint32_t i = 0; i < graph->symbol_count; i++)
+    state->symbol_values[i] = -1;
+  ATTN_RETURN_IF_ERROR(attn_cli_bind_symbols(graph, request->symbols, request->symbol_count, diag,
+                                             state->symbol_values));
+  ATTN_RETURN_IF_ERROR(load_inputs(state, request));
+
+  attn_interp_args args = {
+      .inputs = state->inputs,
+      .weights = state->bound.by_node,
+      .symbol_values = state->symbol_values,
+  };
+  double start = now_ms();
+  ATTN_RETURN_IF_ERROR(attn_interp_run(graph, &args, allocator, diag, state->outputs));
+  double elapsed = now_ms() - start;
+  attn_status status = write_outputs(state, request);
+  fflush(stdout);
+  fprintf(stderr, "interp: %.1f ms\n", elapsed);
+  return status;
+}
+
+static void run_state_deinit(run_state *state) {
+  const attn_graph *graph = state->graph;
+  for (uint32_t i = 0; graph && state->outputs && i < graph->output_count; i++)
+    attn_tensor_free(state->allocator, &state->outputs[i]);
+  for (uint32_t i = 0; graph && state->inputs && i < graph->input_count; i++)
+    attn_tensor_free(state->allocator, &state->inputs[i]);
+  free(state->outputs);
+  free(state->inputs);
+  free(state->symbol_values);
+  attn_bound_weights_deinit(&state->bound, state->allocator);
+  attn_graph_destroy(state->graph);
+  attn_weights_close(state->weights);
+  attn_diag_deinit(&state->diag);
+}
+
+int attn_tool_run(int argc, char **argv) {
+  const char *command = "run";
+  run_request request = {.backend = "interp", .passes = ""};
+  request.inputs = calloc((size_t)argc, sizeof(*request.inputs));
+  request.outputs = calloc((size_t)argc, sizeof(*request.outputs));
+  request.symbols = calloc((size_t)argc, sizeof(*request.symbols));
+  int exit_code = ATTN_EXIT_OK;
+  bool is_ready = false;
+  if (!request.inputs || !request.outputs || !request.symbols) {
+    fputs("attnc run: out of memory\n", stderr);
+    exit_code = ATTN_EXIT_ERROR;
+  }
+  const attn_cli_option options[] = {
+      {"-w", &request.weights_path, NULL, NULL},
+      {"-i", NULL, request.inputs, &request.input_count},
+      {"-o", NULL, request.outputs, &request.output_count},
+      {"-b", &request.backend, NULL, NULL},
+      {"-p", &request.passes, NULL, NULL},
+      {"-D", NULL, request.symbols, &request.symbol_count},
+  };
+  if (exit_code == ATTN_EXIT_OK) {
+    attn_cli_parse_result parsed = attn_cli_parse(
+        command, usage, argc, argv, options, sizeof(options) / sizeof(options[0]), &request.model);
+    if (parsed == ATTN_CLI_BAD_USAGE)
+      exit_code = ATTN_EXIT_USAGE;
+    else if (parsed == ATTN_CLI_PARSED && strcmp(request.backend, "interp") != 0 &&
+             strcmp(request.backend, "cpu") != 0 && strcmp(request.backend, "cuda") != 0)
+      exit_code = attn_cli_usage_error(command, "unknown backend '%s'; valid: interp, cpu, cuda",
+                                       request.backend);
+    else
+      is_ready = parsed == ATTN_CLI_PARSED;
+  }
+  if (is_ready) {
+    run_state state = {.allocator = attn_allocator_system()};
+    attn_diag_init(&state.diag, state.allocator);
+    attn_status status = run(&state, &request);
+    attn_diag_write(&state.diag, stderr);
+    run_state_deinit(&state);
+    exit_code = status == ATTN_OK ? ATTN_EXIT_OK : ATTN_EXIT_ERROR;
+  }
+  free(request.symbols);
+  free(request.outputs);
+  free(request.inputs);
+  return exit_code;
+}
