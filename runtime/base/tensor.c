@@ -76,13 +76,17 @@ int64_t attn_tensor_element_count(const attn_tensor *tensor) {
 
 attn_status attn_tensor_alloc(attn_allocator allocator, attn_dtype dtype, uint32_t rank,
                               const int64_t *dims, attn_tensor *out_tensor) {
+  // `dims` may point into `out_tensor` itself (reallocating a tensor of the same shape), so
+  // copy it before clearing the result.
+  int64_t shape[ATTN_MAX_RANK] = {0};
+  if (rank <= ATTN_MAX_RANK && rank)
+    memcpy(shape, dims, rank * sizeof(dims[0]));
   memset(out_tensor, 0, sizeof(*out_tensor));
   if (rank > ATTN_MAX_RANK || (unsigned)dtype >= ATTN_DTYPE_COUNT)
     return ATTN_ERROR_INVALID_ARGUMENT;
   out_tensor->dtype = dtype;
   out_tensor->rank = rank;
-  if (rank)
-    memcpy(out_tensor->dims, dims, rank * sizeof(dims[0]));
+  memcpy(out_tensor->dims, shape, sizeof(shape));
   size_t size;
   if (!attn_tensor_size_bytes(out_tensor, &size))
     return ATTN_ERROR_INVALID_ARGUMENT;

@@ -118,6 +118,18 @@ static void tensor_alloc_rejects_overflowing_shapes(void **state) {
   attn_tensor_free(attn_allocator_system(), &t);
 }
 
+static void tensor_alloc_accepts_its_own_dims(void **state) {
+  (void)state;
+  attn_tensor t = {ATTN_DTYPE_F32, 2, {3, 5}, NULL};
+  assert_int_equal(attn_tensor_alloc(attn_allocator_system(), ATTN_DTYPE_I64, t.rank, t.dims, &t),
+                   ATTN_OK);
+  assert_int_equal(t.rank, 2);
+  assert_int_equal(t.dims[0], 3);
+  assert_int_equal(t.dims[1], 5);
+  assert_int_equal(attn_tensor_element_count(&t), 15);
+  attn_tensor_free(attn_allocator_system(), &t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(arena_returns_aligned_memory_and_frees_everything),
@@ -126,6 +138,7 @@ int main(void) {
       cmocka_unit_test(diag_survives_allocation_failures),
       cmocka_unit_test(half_conversions_round_to_nearest_even),
       cmocka_unit_test(tensor_alloc_rejects_overflowing_shapes),
+      cmocka_unit_test(tensor_alloc_accepts_its_own_dims),
   };
   return cmocka_run_group_tests_name("runtime/base", tests, NULL, NULL);
 }
