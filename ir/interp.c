@@ -235,7 +235,7 @@ attn_status attn_interp_error(attn_eval_ctx *ctx, attn_status status, const char
 
 attn_status attn_interp_alloc_output(attn_eval_ctx *ctx, uint32_t index) {
   attn_tensor *out = &ctx->outputs[index];
-  attn_tensor type = *out; // attn_tensor_alloc clears `out` before reading the dims
+  attn_tensor type = *out; // the requested type, for the message when allocation fails
   attn_status status = attn_tensor_alloc(ctx->allocator, type.dtype, type.rank, type.dims, out);
   if (status == ATTN_ERROR_OUT_OF_MEMORY)
     return attn_interp_error(ctx, status, "out of memory");
