@@ -2,14 +2,17 @@
 """attnc's end-to-end tests: one ctest case is one invocation of this script.
 
   model_test.py --attnc ATTNC --work DIR hf MODEL CHECKPOINT_DIR [--ids-dtype int32]
-                [--strip-prefix transformer.]
-      attnc run MODEL on a Hugging Face fixture (tests/data/hf/X: input_ids.npy and the
-      logits transformers computed) and compare the logits. --ids-dtype feeds the ids in
+                [--strip-prefix transformer.] [--input pixel_values]
+      attnc run MODEL on a Hugging Face fixture (tests/data/hf/X: INPUT.npy, by default
+      input_ids.npy, and the logits transformers computed) and compare the logits. --ids-dtype feeds the ids in
       another dtype; --strip-prefix rewrites the checkpoint without that name prefix, as a
       checkpoint saved from the base model (GPT2Model) names its tensors.
   model_test.py --attnc ATTNC --work DIR random MODEL ARCH CONFIG
       attnc init-weights MODEL with CONFIG, run attnc and the NumPy reference
       (tests/ref/run_ref.py ARCH) on the same weights and ids, and compare.
+  model_test.py --attnc ATTNC --work DIR mil MODEL CONFIG
+      ACMIL: init-weights, a random bag of instance features, attnc against
+      tests/ref/acmil_ref.py on both outputs (logits and the attention logits).
   model_test.py --attnc ATTNC --work DIR demo MODEL
       init-weights twice (the files must be identical), run, check the outputs are finite.
   model_test.py --attnc ATTNC --work DIR fails EXIT SUBSTRINGS -- ARGS...
@@ -67,7 +70,7 @@ def strip_prefix(checkpoint, prefix, work):
 
 
 def hf(args):
-    ids = os.path.join(args.checkpoint, "input_ids.npy")
+    ids = os.path.join(args.checkpoint, args.input + ".npy")
     logits = os.path.join(args.checkpoint, "logits.npy")
     if args.strip_prefix:
         args.checkpoint = strip_prefix(args.checkpoint, args.strip_prefix, args.work)
@@ -76,9 +79,26 @@ def hf(args):
         np.save(converted, np.load(ids).astype(args.ids_dtype))
         ids = converted
     out = os.path.join(args.work, "logits.npy")
-    run([args.attnc, "run", args.model, "-w", args.checkpoint, "-i", "input_ids=" + ids,
+    run([args.attnc, "run", args.model, "-w", args.checkpoint, "-i", args.input + "=" + ids,
          "-o", "logits=" + out, "-b", "interp"])
     compare(out, logits, RTOL_HF)
+
+
+def mil(args):
+    """ACMIL on random weights and a random bag, against tests/ref/acmil_ref.py."""
+    w = os.path.join(args.work, "model.safetensors")
+    run([args.attnc, "init-weights", args.model, "--config", args.config, "-o", w, "--seed", "11"])
+    with open(args.config) as f:
+        d_feat = json.load(f)["D_feat"]
+    features = os.path.join(args.work, "features.npy")
+    np.save(features, np.random.default_rng(5).standard_normal((53, d_feat)).astype(np.float32))
+    out = [os.path.join(args.work, n) for n in ("logits.npy", "attention.npy", "rl.npy", "ra.npy")]
+    shutil.copy(args.config, os.path.join(args.work, "config.json"))
+    run([args.attnc, "run", args.model, "-w", w, "-i", "features=" + features,
+         "-o", "logits=" + out[0], "-o", "attention=" + out[1], "-b", "interp"])
+    run([PYTHON, os.path.join(REF, "acmil_ref.py"), w, args.config, features, out[2], out[3]])
+    compare(out[0], out[2], RTOL_REF)
+    compare(out[1], out[3], RTOL_REF)
 
 
 def random_ids(vocab, shape, seed):
@@ -169,6 +189,10 @@ def main():
     p.add_argument("checkpoint")
     p.add_argument("--ids-dtype")
     p.add_argument("--strip-prefix")
+    p.add_argument("--input", default="input_ids", help="the graph input the fixture feeds")
+    p = sub.add_parser("mil")
+    p.add_argument("model")
+    p.add_argument("config")
     p = sub.add_parser("random")
     p.add_argument("model")
     p.add_argument("arch")
@@ -184,7 +208,7 @@ def main():
         args.args = args.args[1:]
     shutil.rmtree(args.work, ignore_errors=True)
     os.makedirs(args.work)
-    {"hf": hf, "random": random, "demo": demo, "fails": fails}[args.kind](args)
+    {"hf": hf, "mil": mil, "random": random, "demo": demo, "fails": fails}[args.kind](args)
     print("PASS")
 
 
