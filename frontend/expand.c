@@ -22,6 +22,7 @@
 enum {
   DEFAULT_MAX_NODES = 1 << 20,
   MAX_CALL_DEPTH = 64,
+  MAX_EVAL_DEPTH = 1000,   // nested expressions and blocks, summed over subgraph calls
   MAX_STRING_BYTES = 4096, // strings built by interpolation and prefixes
   MAX_LIST_ITEMS = 1 << 22,
   MAX_CONSTANT_ELEMENTS = 1 << 22,
@@ -150,6 +151,7 @@ typedef struct expander {
   uint64_t steps, max_steps;
   uint32_t max_nodes;
   uint32_t call_depth;
+  uint32_t eval_depth; // the C recursion of eval and exec_body
   uint8_t *dim_depths; // depth of each entry of the graph's dim table seen so far
   size_t dim_depth_capacity;
   uint32_t dim_depth_count;
@@ -792,8 +794,7 @@ static attn_status eval_alt(expander *x, const attn_ast *e, value *out) {
 
 static attn_status eval_call(expander *x, const attn_ast *e, value *out);
 
-static attn_status eval(expander *x, const attn_ast *e, unsigned flags, value *out) {
-  ATTN_RETURN_IF_ERROR(step(x, e->loc));
+static attn_status eval_node(expander *x, const attn_ast *e, unsigned flags, value *out) {
   switch (e->kind) {
   case ATTN_AST_INT:
     *out = (value){.kind = VALUE_INT, .as.i = e->int_value};
@@ -843,6 +844,24 @@ static attn_status eval(expander *x, const attn_ast *e, unsigned flags, value *o
   default:
     return error(x, e->loc, "expected an expression");
   }
+}
+
+// Each subgraph body is limited to the parser's nesting, but calls stack them, so the
+// recursion of eval and exec_body is bounded as a whole.
+static attn_status enter(expander *x, attn_loc loc) {
+  ATTN_RETURN_IF_ERROR(step(x, loc));
+  if (x->eval_depth >= MAX_EVAL_DEPTH)
+    return error(x, loc, "expressions and blocks nest deeper than %d levels across subgraph calls",
+                 MAX_EVAL_DEPTH);
+  x->eval_depth++;
+  return ATTN_OK;
+}
+
+static attn_status eval(expander *x, const attn_ast *e, unsigned flags, value *out) {
+  ATTN_RETURN_IF_ERROR(enter(x, e->loc));
+  attn_status status = eval_node(x, e, flags, out);
+  x->eval_depth--;
+  return status;
 }
 
 // ---- compile-time functions ----------------------------------------------------------------
@@ -1052,8 +1071,7 @@ static attn_status exec_let(expander *x, const attn_ast *s) {
   return bind(x, s->name, &v, s->loc);
 }
 
-// Runs statements in order; the body's `return` (its last statement) gives *out_return.
-static attn_status exec_body(expander *x, const attn_ast *stmts, value *out_return) {
+static attn_status exec_stmts(expander *x, const attn_ast *stmts, value *out_return) {
   for (const attn_ast *s = stmts; s; s = s->next) {
     ATTN_RETURN_IF_ERROR(step(x, s->loc));
     switch (s->kind) {
@@ -1073,6 +1091,16 @@ static attn_status exec_body(expander *x, const attn_ast *stmts, value *out_retu
     }
   }
   return ATTN_OK;
+}
+
+// Runs statements in order; the body's `return` (its last statement) gives *out_return.
+static attn_status exec_body(expander *x, const attn_ast *stmts, value *out_return) {
+  if (!stmts)
+    return ATTN_OK;
+  ATTN_RETURN_IF_ERROR(enter(x, stmts->loc));
+  attn_status status = exec_stmts(x, stmts, out_return);
+  x->eval_depth--;
+  return status;
 }
 
 // ---- subgraph calls ------------------------------------------------------------------------

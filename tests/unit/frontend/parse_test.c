@@ -820,6 +820,41 @@ static void limits_hostile_input(void **state) {
   assert_non_null(strstr(attn_diag_last_error(&f->diag), "more than 1000 nodes"));
 }
 
+// `calls` subgraphs, each nesting `depth` calls of add around a call of the previous one.
+static char *nested_calls_model(int calls, int depth) {
+  size_t size = (size_t)calls * (size_t)depth * 16 + 4096, used = 0;
+  char *text = malloc(size);
+  assert_non_null(text);
+  used += (size_t)snprintf(text + used, size - used, "def f0(x) {\n  return neg(x)\n}\n");
+  for (int c = 1; c <= calls; c++) {
+    used += (size_t)snprintf(text + used, size - used, "def f%d(x) {\n  return ", c);
+    for (int d = 0; d < depth; d++)
+      used += (size_t)snprintf(text + used, size - used, "add(");
+    used += (size_t)snprintf(text + used, size - used, "f%d(x)", c - 1);
+    for (int d = 0; d < depth; d++)
+      used += (size_t)snprintf(text + used, size - used, ", x)");
+    used += (size_t)snprintf(text + used, size - used, "\n}\n");
+  }
+  snprintf(text + used, size - used, "graph g(x: f32[]) -> (y: f32[]) {\n  return f%d(x)\n}\n",
+           calls);
+  return text;
+}
+
+// Nesting within one body is limited by the parser, nesting summed over subgraph calls by the
+// expander; under the limit the C stack holds (this test also runs under ASan).
+static void limits_nesting_across_subgraph_calls(void **state) {
+  fixture *f = *state;
+  char *text = nested_calls_model(5, 190);
+  parse_ok(f, text);
+  free(text);
+  text = nested_calls_model(20, 190);
+  assert_int_equal(parse(f, text), ATTN_ERROR_PARSE);
+  assert_non_null(strstr(attn_diag_last_error(&f->diag),
+                         "expressions and blocks nest deeper than 1000 levels across subgraph "
+                         "calls"));
+  free(text);
+}
+
 static void parse_file_reads_and_reports_io_errors(void **state) {
   fixture *f = *state;
   assert_int_equal(attn_parse_file("no/such/file.attn", NULL, allocator(f), &f->diag, &f->graph),
@@ -942,6 +977,7 @@ int main(void) {
       TEST(reports_return_mismatches),
       TEST(reports_shape_errors_at_the_call),
       TEST(limits_hostile_input),
+      TEST(limits_nesting_across_subgraph_calls),
       TEST(parse_file_reads_and_reports_io_errors),
       TEST(round_trips_the_models),
       TEST(survives_allocation_failures),
