@@ -143,3 +143,16 @@ unsigned long long attn_io_load_le(const unsigned char *bytes, size_t size_bytes
     value = value << 8 | bytes[i - 1];
   return value;
 }
+
+attn_status attn_io_finish_write(FILE *out, const char *path, bool ok, attn_diag *diag) {
+  int saved_errno = errno;
+  if (fclose(out) != 0 && ok) {
+    ok = false;
+    saved_errno = errno;
+  }
+  if (ok)
+    return ATTN_OK;
+  remove(path);
+  return attn_diag_error(diag, (attn_loc){path, 0, 0}, ATTN_ERROR_IO, "cannot write: %s",
+                         strerror(saved_errno));
+}

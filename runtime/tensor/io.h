@@ -24,6 +24,11 @@ void attn_io_byteswap(void *data, size_t count, size_t element_size);
 // order. Returns false when the write fails.
 bool attn_io_write_le(FILE *out, const void *data, size_t size_bytes, size_t element_size);
 
+// Finishes writing `path` through `out`: closes it and, when `ok` is false or the close fails,
+// removes the partial file and records "cannot write" with errno's text at `path`.
+attn_status attn_io_finish_write(FILE *out, const char *path, bool ok,
+                                 attn_diag *diag) ATTN_MUST_USE;
+
 // Reads a little-endian unsigned integer of 2, 4 or 8 bytes.
 unsigned long long attn_io_load_le(const unsigned char *bytes, size_t size_bytes);
 

@@ -399,14 +399,5 @@ attn_status attn_npy_write(const char *path, const attn_tensor *tensor, attn_dia
   bool ok = fwrite(preamble, 1, sizeof(preamble), out) == sizeof(preamble) &&
             fwrite(header, 1, length, out) == length &&
             attn_io_write_le(out, tensor->data, data_size, attn_dtype_size(tensor->dtype));
-  int saved_errno = errno;
-  if (fclose(out) != 0 && ok) {
-    ok = false;
-    saved_errno = errno;
-  }
-  if (!ok) {
-    remove(path);
-    return attn_diag_error(diag, loc, ATTN_ERROR_IO, "cannot write: %s", strerror(saved_errno));
-  }
-  return ATTN_OK;
+  return attn_io_finish_write(out, path, ok, diag);
 }

@@ -530,16 +530,7 @@ static attn_status write_file(const char *path, const text_buffer *header,
     ok =
         attn_io_write_le(out, order[i]->tensor.data, size, attn_dtype_size(order[i]->tensor.dtype));
   }
-  int saved_errno = errno;
-  if (fclose(out) != 0 && ok) {
-    ok = false;
-    saved_errno = errno;
-  }
-  if (!ok) {
-    remove(path);
-    return attn_diag_error(diag, loc, ATTN_ERROR_IO, "cannot write: %s", strerror(saved_errno));
-  }
-  return ATTN_OK;
+  return attn_io_finish_write(out, path, ok, diag);
 }
 
 attn_status attn_safetensors_write(const char *path, const attn_named_tensor *tensors,
