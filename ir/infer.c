@@ -118,6 +118,8 @@ static attn_status same_dtype(attn_infer_ctx *ctx, const attn_type *a, const att
 static attn_status dim_op(attn_infer_ctx *ctx, attn_dim_kind kind, attn_dim a, attn_dim b,
                           attn_dim *out) {
   attn_status status = attn_graph_dim_binary(ctx->graph, kind, a, b, out);
+  if (status == ATTN_ERROR_OUT_OF_MEMORY)
+    return status; // already reported; not the model's fault
   if (status != ATTN_OK)
     return fail(ctx, "invalid dim arithmetic on %s and %s", dim_text(ctx, a), dim_text(ctx, b));
   return ATTN_OK;

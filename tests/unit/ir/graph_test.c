@@ -257,6 +257,49 @@ static void building_survives_every_allocation_failure(void **state) {
   }
 }
 
+// Shape inference interns new dims (T + S here); a failed allocation there must surface as
+// out-of-memory, not as a shape error the user would chase in their model.
+static void inference_reports_allocation_failure_as_such(void **state) {
+  (void)state;
+  bool saw_failure = false;
+  for (long fail = 0; fail < 40; fail++) {
+    attn_counting_allocator counter;
+    attn_counting_allocator_init(&counter, attn_allocator_system());
+    counter.fail_after = fail;
+    attn_diag diag;
+    attn_diag_init(&diag, attn_allocator_system());
+    attn_graph *g = NULL;
+    attn_status status = attn_graph_create(attn_counting_allocator_get(&counter), &diag, "g", &g);
+    attn_dim t, s;
+    attn_value_id in[2] = {ATTN_VALUE_NONE, ATTN_VALUE_NONE};
+    if (status == ATTN_OK)
+      status = attn_graph_dim_symbol(g, "T", 1, &t);
+    if (status == ATTN_OK)
+      status = attn_graph_dim_symbol(g, "S", 1, &s);
+    // Fill the dim table so that interning T + S has to grow it.
+    for (char name[8] = "D0"; status == ATTN_OK && g->dim_count < g->dim_capacity; name[1]++) {
+      attn_dim unused;
+      status = attn_graph_dim_symbol(g, name, 2, &unused);
+    }
+    if (status == ATTN_OK)
+      status = attn_graph_add_input(g, "a", &(attn_type){ATTN_DTYPE_F32, 2, {t, 8}},
+                                    ATTN_LOC_NONE, &in[0]);
+    if (status == ATTN_OK)
+      status = attn_graph_add_input(g, "b", &(attn_type){ATTN_DTYPE_F32, 2, {s, 8}},
+                                    ATTN_LOC_NONE, &in[1]);
+    attn_node_id n = ATTN_NODE_NONE;
+    if (status == ATTN_OK)
+      status = attn_graph_add_node(g, ATTN_OP_CONCAT, in, 2, &(attn_axis_attrs){0},
+                                   ATTN_LOC_NONE, &n);
+    assert_true(status == ATTN_OK || status == ATTN_ERROR_OUT_OF_MEMORY);
+    saw_failure |= status == ATTN_ERROR_OUT_OF_MEMORY;
+    attn_graph_destroy(g);
+    attn_diag_deinit(&diag);
+    assert_int_equal(counter.live_bytes, 0);
+  }
+  assert_true(saw_failure);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(dims_are_interned_folded_and_evaluated, setup, teardown),
@@ -265,6 +308,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(attention_checks_gqa_masks_and_captures, setup, teardown),
       cmocka_unit_test_setup_teardown(verifier_rejects_a_corrupted_graph, setup, teardown),
       cmocka_unit_test(building_survives_every_allocation_failure),
+      cmocka_unit_test(inference_reports_allocation_failure_as_such),
   };
   return cmocka_run_group_tests_name("ir/graph", tests, NULL, NULL);
 }
