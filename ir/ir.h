@@ -461,6 +461,29 @@ void attn_graph_dim_format(const attn_graph *graph, attn_dim dim, char *buffer,
 void attn_graph_type_format(const attn_graph *graph, const attn_type *type, char *buffer,
                             size_t buffer_size);
 
+// ---- rewriting (ir/rewrite.c) ------------------------------------------------------------
+// Passes rewrite by appending nodes, redirecting uses and marking nodes dead; the pass manager
+// then compacts the graph. Value ids are stable across all of this, node ids are not.
+
+// Makes input `index` of `node` read `value`. The verifier checks the types later.
+void attn_node_set_input(attn_graph *graph, attn_node_id node, uint32_t index,
+                         attn_value_id value);
+// Redirects every use of `from` (inputs of live nodes, graph outputs) to `to`; returns how
+// many uses it changed.
+uint32_t attn_graph_replace_uses(attn_graph *graph, attn_value_id from, attn_value_id to);
+// value_count counts, indexed by value id, of uses by live nodes and graph outputs, allocated
+// in `arena`.
+attn_status attn_graph_count_uses(const attn_graph *graph, attn_arena *arena,
+                                  uint32_t **out_counts) ATTN_MUST_USE;
+// The live node producing `value`, or NULL for graph inputs and values of dead nodes.
+const attn_node *attn_value_producer(const attn_graph *graph, attn_value_id value);
+// The attributes of the constant node producing `value`, or NULL when it is not a constant.
+const attn_constant_attrs *attn_value_constant(const attn_graph *graph, attn_value_id value);
+// Drops dead nodes and restores a topological order (nodes keep their relative order except
+// where one must move before a user). Node ids change; values of dropped nodes lose their
+// producer. Fails with ATTN_ERROR_INVALID_GRAPH on a cycle.
+attn_status attn_graph_compact(attn_graph *graph) ATTN_MUST_USE;
+
 // ---- shape inference and verification ------------------------------------------------------
 
 typedef struct attn_infer_ctx {

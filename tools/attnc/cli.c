@@ -28,6 +28,12 @@ static char *match_flag(const attn_cli_option *option, int argc, char **argv, in
   char *arg = argv[*inout_index];
   size_t length = strlen(option->flag);
   *out_is_missing_value = false;
+  if (option->out_flag) {
+    if (strcmp(arg, option->flag) != 0)
+      return NULL;
+    *option->out_flag = true;
+    return arg;
+  }
   if (strncmp(arg, option->flag, length) != 0)
     return NULL;
   if (arg[length] != '\0') {
@@ -45,6 +51,8 @@ static char *match_flag(const attn_cli_option *option, int argc, char **argv, in
 
 // Stores `value` for `option`; false (after a usage message) when a binding is malformed.
 static bool take_value(const char *command, const attn_cli_option *option, char *value) {
+  if (option->out_flag)
+    return true;
   if (option->out_value) {
     *option->out_value = value;
     return true;
@@ -113,17 +121,18 @@ bool attn_cli_parse_int(const char *text, int64_t *out_value) {
   return true;
 }
 
-attn_status attn_cli_check_passes(const char *passes, attn_diag *diag) {
-  const char *p = passes;
-  while (*p) {
-    const char *comma = strchr(p, ',');
-    size_t length = comma ? (size_t)(comma - p) : strlen(p);
-    if (length != 0 && !(length == 4 && strncmp(p, "none", 4) == 0))
-      return attn_diag_error(diag, attn_cli_loc, ATTN_ERROR_INVALID_ARGUMENT,
-                             "unknown pass '%.*s'; valid: none", (int)length, p);
-    p += length + (comma ? 1 : 0);
-  }
-  return ATTN_OK;
+attn_status attn_cli_run_passes(attn_graph *graph, const char *passes,
+                                const attn_pipeline_run_options *options, attn_diag *diag) {
+  if (options->print_after && !attn_pass_find(options->print_after, strlen(options->print_after)))
+    return attn_diag_error(diag, attn_cli_loc, ATTN_ERROR_INVALID_ARGUMENT,
+                           "--print-after: unknown pass '%s' (attnc opt --list-passes lists them)",
+                           options->print_after);
+  attn_pipeline pipeline;
+  attn_status status = attn_pipeline_parse(passes, graph->allocator, diag, &pipeline);
+  if (status == ATTN_OK)
+    status = attn_pipeline_run(&pipeline, graph, options);
+  attn_pipeline_deinit(&pipeline);
+  return status;
 }
 
 static bool has_suffix(const char *text, const char *suffix) {

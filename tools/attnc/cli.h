@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "ir/ir.h"
+#include "passes/pass.h"
 #include "runtime/base/diag.h"
 #include "runtime/tensor/weights.h"
 
@@ -29,13 +30,14 @@ typedef struct attn_cli_binding {
 } attn_cli_binding;
 
 // One flag a sub-command accepts. Exactly one of `out_value` (a flag given once; the last one
-// wins) and `bindings` (a repeatable NAME=VALUE flag; the caller gives room for argc of them)
-// is set.
+// wins), `bindings` (a repeatable NAME=VALUE flag; the caller gives room for argc of them) and
+// `out_flag` (a flag without a value, set to true when present) is set.
 typedef struct attn_cli_option {
   const char *flag; // "-w" (also "-wVALUE") or "--config" (also "--config=VALUE")
   const char **out_value;
   attn_cli_binding *bindings;
   size_t *binding_count;
+  bool *out_flag;
 } attn_cli_option;
 
 typedef enum attn_cli_parse_result {
@@ -56,8 +58,11 @@ int attn_cli_usage_error(const char *command, const char *format, ...) ATTN_PRIN
 // Parses a -D value: a non-negative decimal integer.
 bool attn_cli_parse_int(const char *text, int64_t *out_value);
 
-// Checks a -p list (comma-separated). Until the pass manager lands the only pass is `none`.
-attn_status attn_cli_check_passes(const char *passes, attn_diag *diag) ATTN_MUST_USE;
+// Parses the -p pipeline `passes` and runs it over `graph` with `options`. A --print-after
+// name that is not a registered pass is an error.
+attn_status attn_cli_run_passes(attn_graph *graph, const char *passes,
+                                const attn_pipeline_run_options *options,
+                                attn_diag *diag) ATTN_MUST_USE;
 
 // ---- models ----------------------------------------------------------------------------------
 

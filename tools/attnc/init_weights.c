@@ -181,9 +181,9 @@ int attn_tool_init_weights(int argc, char **argv) {
   const char *command = "init-weights";
   const char *model = NULL, *out_path = NULL, *config_path = NULL, *seed_text = "0";
   const attn_cli_option options[] = {
-      {"-o", &out_path, NULL, NULL},
-      {"--config", &config_path, NULL, NULL},
-      {"--seed", &seed_text, NULL, NULL},
+      {"-o", &out_path, NULL, NULL, NULL},
+      {"--config", &config_path, NULL, NULL, NULL},
+      {"--seed", &seed_text, NULL, NULL, NULL},
   };
   attn_cli_parse_result parsed = attn_cli_parse(command, usage, argc, argv, options,
                                                 sizeof(options) / sizeof(options[0]), &model);

@@ -1,4 +1,4 @@
-// `attnc opt`: parse a model description and print the flat IR it expands to.
+// `attnc opt`: parse a model description, run a pass pipeline over it and print the IR.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,21 +9,48 @@
 
 static const char usage[] =
     "usage: attnc opt MODEL [-w WEIGHTS | --config CONFIG.json] [-p PASSES] [-D NAME=VALUE]...\n"
+    "                 [--print-after PASS] [--print-after-all] [--time-passes] [--verify-each]\n"
+    "       attnc opt --list-passes\n"
     "\n"
-    "Parses MODEL (.attn), expands it to one flat graph and prints that graph's IR in the .attn\n"
-    "language on stdout.\n"
+    "Parses MODEL (.attn), expands it to one flat graph, runs the passes and prints the\n"
+    "resulting IR in the .attn language on stdout.\n"
     "\n"
-    "  -w WEIGHTS        a .safetensors file or Hugging Face directory; its config.json feeds\n"
-    "                    config.* in MODEL\n"
-    "  --config FILE     a config.json to read config.* from, without weights\n"
-    "  -p PASSES         comma-separated passes to run before printing; 'none' (the default)\n"
-    "                    is the only one until the pass manager lands\n"
-    "  -D NAME=VALUE     the value of a symbolic dim; checked against the graph's symbols\n"
-    "  -h, --help        this text\n";
+    "  -w WEIGHTS          a .safetensors file or Hugging Face directory; its config.json\n"
+    "                      feeds config.* in MODEL\n"
+    "  --config FILE       a config.json to read config.* from, without weights\n"
+    "  -p PASSES           the pipeline: comma-separated pass names, each with optional\n"
+    "                      options written name{key=value,key=value}, or the named\n"
+    "                      pipelines 'default' and 'none' (the default here)\n"
+    "  -D NAME=VALUE       the value of a symbolic dim; passes may specialise on it\n"
+    "  --print-after PASS  print the IR on stderr after each run of PASS\n"
+    "  --print-after-all   print the IR on stderr after every pass\n"
+    "  --time-passes       print each pass's time and node counts on stderr\n"
+    "  --verify-each       verify after every pass (debug builds always do)\n"
+    "  --list-passes       list the passes, their options and the default pipeline\n"
+    "  -h, --help          this text\n";
+
+static void list_passes(void) {
+  uint32_t count;
+  const attn_pass_info *passes = attn_pass_registry(&count);
+  for (uint32_t i = 0; i < count; i++) {
+    printf("%-22s %s\n", passes[i].name, passes[i].summary);
+    for (uint32_t o = 0; o < passes[i].option_count; o++)
+      printf("  {%s=...} %s\n", passes[i].options[o].name, passes[i].options[o].summary);
+  }
+  printf("\ndefault pipeline: %s\n", attn_pipeline_default_text());
+}
 
 int attn_tool_opt(int argc, char **argv) {
   const char *command = "opt";
   const char *model = NULL, *weights_path = NULL, *config_path = NULL, *passes = "";
+  attn_pipeline_run_options run_options = {.out = stderr};
+  bool is_listing = false;
+  for (int i = 1; i < argc; i++)
+    is_listing |= strcmp(argv[i], "--list-passes") == 0;
+  if (is_listing) {
+    list_passes();
+    return ATTN_EXIT_OK;
+  }
   attn_cli_binding *symbols = calloc((size_t)argc, sizeof(*symbols));
   size_t symbol_count = 0;
   if (!symbols) {
@@ -31,10 +58,14 @@ int attn_tool_opt(int argc, char **argv) {
     return ATTN_EXIT_ERROR;
   }
   const attn_cli_option options[] = {
-      {"-w", &weights_path, NULL, NULL},
-      {"--config", &config_path, NULL, NULL},
-      {"-p", &passes, NULL, NULL},
-      {"-D", NULL, symbols, &symbol_count},
+      {"-w", &weights_path, NULL, NULL, NULL},
+      {"--config", &config_path, NULL, NULL, NULL},
+      {"-p", &passes, NULL, NULL, NULL},
+      {"-D", NULL, symbols, &symbol_count, NULL},
+      {"--print-after", &run_options.print_after, NULL, NULL, NULL},
+      {"--print-after-all", NULL, NULL, NULL, &run_options.print_after_all},
+      {"--time-passes", NULL, NULL, NULL, &run_options.time_passes},
+      {"--verify-each", NULL, NULL, NULL, &run_options.verify_each},
   };
   attn_cli_parse_result parsed = attn_cli_parse(command, usage, argc, argv, options,
                                                 sizeof(options) / sizeof(options[0]), &model);
@@ -56,11 +87,11 @@ int attn_tool_opt(int argc, char **argv) {
   attn_graph *graph = NULL;
   int64_t *symbol_values = NULL;
 
-  attn_status status = attn_cli_check_passes(passes, &diag);
-  if (status == ATTN_OK && weights_path) {
+  attn_status status = ATTN_OK;
+  if (weights_path) {
     status = attn_weights_open(weights_path, allocator, &diag, &weights);
     config = status == ATTN_OK ? attn_weights_config(weights) : NULL;
-  } else if (status == ATTN_OK && config_path) {
+  } else if (config_path) {
     status = attn_config_read(config_path, allocator, &diag, &own_config);
     config = own_config;
   }
@@ -75,6 +106,9 @@ int attn_tool_opt(int argc, char **argv) {
     symbol_values[i] = -1;
   if (status == ATTN_OK)
     status = attn_cli_bind_symbols(graph, symbols, symbol_count, &diag, symbol_values);
+  run_options.symbol_values = symbol_values;
+  if (status == ATTN_OK)
+    status = attn_cli_run_passes(graph, passes, &run_options, &diag);
   if (status == ATTN_OK)
     status = attn_graph_print(graph, stdout);
   if (status == ATTN_OK && fflush(stdout) != 0)

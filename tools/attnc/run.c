@@ -27,8 +27,8 @@ static const char usage[] =
     "                    stdout (type, min/max/mean, first values)\n"
     "  -b BACKEND        interp (the reference evaluator; the default in this build);\n"
     "                    cpu and cuda are not available yet\n"
-    "  -p PASSES         comma-separated passes; 'none' (the default) is the only one until\n"
-    "                    the pass manager lands\n"
+    "  -p PASSES         the pass pipeline (see attnc opt --help); 'default' unless given,\n"
+    "                    'none' runs the graph as written\n"
     "  -D NAME=VALUE     the value of a symbolic dim (otherwise taken from the input shapes)\n"
     "  -h, --help        this text\n"
     "\n"
@@ -233,7 +233,7 @@ static void summarise(const char *name, const attn_tensor *tensor) {
   char type[TYPE_TEXT_SIZE];
   attn_tensor_format_type(tensor->dtype, tensor->rank, tensor->dims, type, sizeof(type));
   int64_t count = attn_tensor_element_count(tensor), finite = 0;
-  double min = INFINITY, max = -INFINITY, sum = 0.0;
+  double min = (double)INFINITY, max = -(double)INFINITY, sum = 0.0;
   for (int64_t i = 0; i < count; i++) {
     double v = attn_tensor_get_f64(tensor, i);
     if (!isfinite(v))
@@ -276,7 +276,6 @@ static attn_status run(run_state *state, const run_request *request) {
   attn_allocator allocator = state->allocator;
   attn_diag *diag = &state->diag;
   ATTN_RETURN_IF_ERROR(check_backend(request->backend, diag));
-  ATTN_RETURN_IF_ERROR(attn_cli_check_passes(request->passes, diag));
   const attn_config *config = NULL;
   if (request->weights_path) {
     ATTN_RETURN_IF_ERROR(
@@ -284,11 +283,8 @@ static attn_status run(run_state *state, const run_request *request) {
     config = attn_weights_config(state->weights);
   }
   ATTN_RETURN_IF_ERROR(attn_cli_load_model(request->model, config, allocator, diag, &state->graph));
-  const attn_graph *graph = state->graph;
+  attn_graph *graph = state->graph;
   ATTN_RETURN_IF_ERROR(check_output_names(graph, request, diag));
-  ATTN_RETURN_IF_ERROR(require_weights(graph, state->weights, diag));
-  if (state->weights)
-    ATTN_RETURN_IF_ERROR(attn_bind_weights(graph, state->weights, allocator, diag, &state->bound));
 
   state->symbol_values = calloc(graph->symbol_count + 1, sizeof(*state->symbol_values));
   state->inputs = calloc(graph->input_count + 1, sizeof(*state->inputs));
@@ -299,6 +295,12 @@ static attn_status run(run_state *state, const run_request *request) {
     state->symbol_values[i] = -1;
   ATTN_RETURN_IF_ERROR(attn_cli_bind_symbols(graph, request->symbols, request->symbol_count, diag,
                                              state->symbol_values));
+  // Passes run before weights are bound: the binding is by node id, which passes change.
+  attn_pipeline_run_options pass_options = {.symbol_values = state->symbol_values};
+  ATTN_RETURN_IF_ERROR(attn_cli_run_passes(graph, request->passes, &pass_options, diag));
+  ATTN_RETURN_IF_ERROR(require_weights(graph, state->weights, diag));
+  if (state->weights)
+    ATTN_RETURN_IF_ERROR(attn_bind_weights(graph, state->weights, allocator, diag, &state->bound));
   ATTN_RETURN_IF_ERROR(load_inputs(state, request));
 
   attn_interp_args args = {
@@ -332,7 +334,7 @@ static void run_state_deinit(run_state *state) {
 
 int attn_tool_run(int argc, char **argv) {
   const char *command = "run";
-  run_request request = {.backend = "interp", .passes = ""};
+  run_request request = {.backend = "interp", .passes = "default"};
   request.inputs = calloc((size_t)argc, sizeof(*request.inputs));
   request.outputs = calloc((size_t)argc, sizeof(*request.outputs));
   request.symbols = calloc((size_t)argc, sizeof(*request.symbols));
@@ -343,12 +345,12 @@ int attn_tool_run(int argc, char **argv) {
     exit_code = ATTN_EXIT_ERROR;
   }
   const attn_cli_option options[] = {
-      {"-w", &request.weights_path, NULL, NULL},
-      {"-i", NULL, request.inputs, &request.input_count},
-      {"-o", NULL, request.outputs, &request.output_count},
-      {"-b", &request.backend, NULL, NULL},
-      {"-p", &request.passes, NULL, NULL},
-      {"-D", NULL, request.symbols, &request.symbol_count},
+      {"-w", &request.weights_path, NULL, NULL, NULL},
+      {"-i", NULL, request.inputs, &request.input_count, NULL},
+      {"-o", NULL, request.outputs, &request.output_count, NULL},
+      {"-b", &request.backend, NULL, NULL, NULL},
+      {"-p", &request.passes, NULL, NULL, NULL},
+      {"-D", NULL, request.symbols, &request.symbol_count, NULL},
   };
   if (exit_code == ATTN_EXIT_OK) {
     attn_cli_parse_result parsed = attn_cli_parse(

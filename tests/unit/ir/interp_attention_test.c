@@ -470,9 +470,9 @@ static void naive_rope(const float *x, const int64_t *pos_of_row, int64_t rows, 
       out[r * d_count + d] = (double)x[r * d_count + d];
     for (int64_t k = 0; k < rotary / 2; k++) {
       int64_t a = interleaved ? 2 * k : k, b = interleaved ? 2 * k + 1 : k + rotary / 2;
-      double complex z = CMPLX((double)x[r * d_count + a], (double)x[r * d_count + b]);
+      double complex z = (double)x[r * d_count + a] + (double)x[r * d_count + b] * (double complex)I;
       double angle = (double)pos_of_row[r] / pow(theta, (double)(2 * k) / (double)rotary);
-      z *= cexp(CMPLX(0.0, angle));
+      z *= cexp(angle * (double complex)I);
       out[r * d_count + a] = creal(z);
       out[r * d_count + b] = cimag(z);
     }

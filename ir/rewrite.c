@@ -1,0 +1,145 @@
+// Graph rewriting: redirecting uses, counting them, and restoring the topological order after
+// a pass appended nodes that earlier nodes now read. Passes build on these; none of them runs
+// shape inference again (attn_graph_add_node did, and the verifier checks after every pass).
+#include <string.h>
+
+#include "ir/ir.h"
+
+void attn_node_set_input(attn_graph *graph, attn_node_id node, uint32_t index,
+                         attn_value_id value) {
+  attn_node *n = attn_graph_node(graph, node);
+  // Node inputs live in the graph's arena; the const in attn_node keeps passes from writing
+  // them by accident, this is the one place that does it on purpose.
+  ((attn_value_id *)n->inputs)[index] = value;
+}
+
+uint32_t attn_graph_replace_uses(attn_graph *graph, attn_value_id from, attn_value_id to) {
+  uint32_t replaced = 0;
+  for (uint32_t n = 1; n < graph->node_count; n++) {
+    attn_node *node = &graph->nodes[n];
+    if (node->is_dead)
+      continue;
+    for (uint32_t i = 0; i < node->input_count; i++) {
+      if (node->inputs[i].index == from.index) {
+        attn_node_set_input(graph, (attn_node_id){n}, i, to);
+        replaced++;
+      }
+    }
+  }
+  for (uint32_t i = 0; i < graph->output_count; i++) {
+    if (graph->outputs[i].index == from.index) {
+      graph->outputs[i] = to;
+      replaced++;
+    }
+  }
+  return replaced;
+}
+
+attn_status attn_graph_count_uses(const attn_graph *graph, attn_arena *arena,
+                                  uint32_t **out_counts) {
+  uint32_t *counts = attn_arena_calloc(arena, graph->value_count, sizeof(*counts));
+  *out_counts = counts;
+  if (!counts)
+    return attn_diag_error(graph->diag, ATTN_LOC_NONE, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
+  for (uint32_t n = 1; n < graph->node_count; n++) {
+    const attn_node *node = &graph->nodes[n];
+    if (node->is_dead)
+      continue;
+    for (uint32_t i = 0; i < node->input_count; i++)
+      counts[node->inputs[i].index]++;
+  }
+  for (uint32_t i = 0; i < graph->output_count; i++)
+    counts[graph->outputs[i].index]++;
+  return ATTN_OK;
+}
+
+const attn_node *attn_value_producer(const attn_graph *graph, attn_value_id value) {
+  attn_node_id producer = graph->values[value.index].producer;
+  if (producer.index == 0 || graph->nodes[producer.index].is_dead)
+    return NULL;
+  return &graph->nodes[producer.index];
+}
+
+const attn_constant_attrs *attn_value_constant(const attn_graph *graph, attn_value_id value) {
+  const attn_node *node = attn_value_producer(graph, value);
+  return node && node->op == ATTN_OP_CONSTANT ? node->attrs : NULL;
+}
+
+// Compaction: a depth-first walk that places each live node after the producers of its
+// inputs, visiting nodes in their current order, so an already sorted graph keeps its order
+// and a node a pass appended moves up to just before its first user.
+attn_status attn_graph_compact(attn_graph *graph) {
+  uint32_t count = graph->node_count;
+  attn_allocator allocator = graph->allocator;
+  size_t order_size = (size_t)count * sizeof(uint32_t);
+  size_t stack_size = (size_t)count * sizeof(uint32_t) * 2;
+  size_t nodes_size = (size_t)count * sizeof(attn_node);
+  uint32_t *order = attn_allocator_alloc(allocator, order_size);
+  uint32_t *stack = attn_allocator_alloc(allocator, stack_size); // (node, next input) pairs
+  uint8_t *state = attn_allocator_calloc(allocator, count, 1);    // 0 new, 1 open, 2 placed
+  attn_node *nodes = attn_allocator_alloc(allocator, nodes_size);
+  attn_status status = ATTN_OK;
+  if (!order || !stack || !state || !nodes) {
+    status = attn_graph_error(graph, ATTN_LOC_NONE, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
+    goto done;
+  }
+  uint32_t placed = 0;
+  for (uint32_t root = 1; root < count && status == ATTN_OK; root++) {
+    if (graph->nodes[root].is_dead || state[root])
+      continue;
+    uint32_t depth = 0;
+    stack[0] = root;
+    stack[1] = 0;
+    state[root] = 1;
+    depth = 1;
+    while (depth) {
+      uint32_t n = stack[2 * (depth - 1)];
+      uint32_t *next = &stack[2 * (depth - 1) + 1];
+      const attn_node *node = &graph->nodes[n];
+      if (*next < node->input_count) {
+        attn_node_id producer = graph->values[node->inputs[(*next)++].index].producer;
+        uint32_t p = producer.index;
+        if (p == 0 || graph->nodes[p].is_dead || state[p] == 2)
+          continue;
+        if (state[p] == 1) {
+          status = attn_graph_error(graph, node->loc, ATTN_ERROR_INVALID_GRAPH,
+                                    "the graph has a cycle through %s",
+                                    attn_op_get_info(node->op)->name);
+          break;
+        }
+        state[p] = 1;
+        stack[2 * depth] = p;
+        stack[2 * depth + 1] = 0;
+        depth++;
+        continue;
+      }
+      state[n] = 2;
+      order[placed++] = n;
+      depth--;
+    }
+  }
+  if (status != ATTN_OK)
+    goto done;
+  // Old ids to new ones, in the stack's memory; values of dropped nodes get no producer.
+  uint32_t *new_id = stack;
+  memset(new_id, 0, (size_t)count * sizeof(uint32_t));
+  nodes[0] = graph->nodes[0];
+  for (uint32_t i = 0; i < placed; i++) {
+    nodes[i + 1] = graph->nodes[order[i]];
+    new_id[order[i]] = i + 1;
+  }
+  for (uint32_t v = 1; v < graph->value_count; v++) {
+    attn_value *value = &graph->values[v];
+    if (value->producer.index)
+      value->producer.index = new_id[value->producer.index];
+  }
+  memcpy(graph->nodes, nodes, (size_t)(placed + 1) * sizeof(attn_node));
+  graph->node_count = placed + 1;
+
+done:
+  attn_allocator_free(allocator, order, order_size);
+  attn_allocator_free(allocator, stack, stack_size);
+  attn_allocator_free(allocator, state, count);
+  attn_allocator_free(allocator, nodes, nodes_size);
+  return status;
+}
