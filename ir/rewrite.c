@@ -76,7 +76,7 @@ attn_status attn_graph_compact(attn_graph *graph) {
   size_t nodes_size = (size_t)count * sizeof(attn_node);
   uint32_t *order = attn_allocator_alloc(allocator, order_size);
   uint32_t *stack = attn_allocator_alloc(allocator, stack_size); // (node, next input) pairs
-  uint8_t *state = attn_allocator_calloc(allocator, count, 1);    // 0 new, 1 open, 2 placed
+  uint8_t *state = attn_allocator_calloc(allocator, count, 1);   // 0 new, 1 open, 2 placed
   attn_node *nodes = attn_allocator_alloc(allocator, nodes_size);
   attn_status status = ATTN_OK;
   if (!order || !stack || !state || !nodes) {

@@ -73,13 +73,13 @@ static void list_options(const attn_pass_info *pass, char *buffer, size_t size) 
   size_t used = 0;
   buffer[0] = '\0';
   for (uint32_t i = 0; i < pass->option_count && used < size; i++)
-    used += (size_t)snprintf(buffer + used, size - used, "%s%s", i ? ", " : "",
-                             pass->options[i].name);
+    used +=
+        (size_t)snprintf(buffer + used, size - used, "%s%s", i ? ", " : "", pass->options[i].name);
 }
 
 static bool is_name_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '-' || c == '_';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '_';
 }
 
 static void skip_spaces(parser *ps) {
@@ -127,8 +127,8 @@ static attn_status parse_value(parser *ps, const attn_pass_info *pass, uint32_t 
   }
 bad:;
   static const char *const kinds[] = {"an integer", "a number", "true or false"};
-  return syntax_error(ps, "option '%s' of pass '%s' takes %s, not '%.*s'", info->name,
-                      pass->name, kinds[info->type], (int)length, value);
+  return syntax_error(ps, "option '%s' of pass '%s' takes %s, not '%.*s'", info->name, pass->name,
+                      kinds[info->type], (int)length, value);
 }
 
 // `{key=value,...}` after a pass name.
@@ -149,21 +149,20 @@ static attn_status parse_options(parser *ps, attn_pipeline_entry *entry) {
     if (length == 0)
       return syntax_error(ps, "expected an option name at '%s'", ps->p);
     uint32_t option = 0;
-    while (option < pass->option_count &&
-           !(strlen(pass->options[option].name) == length &&
-             memcmp(pass->options[option].name, ps->p, length) == 0))
+    while (option < pass->option_count && !(strlen(pass->options[option].name) == length &&
+                                            memcmp(pass->options[option].name, ps->p, length) == 0))
       option++;
     if (option == pass->option_count) {
       if (pass->option_count == 0)
         return syntax_error(ps, "pass '%s' takes no options", pass->name);
       list_options(pass, valid, sizeof(valid));
-      return syntax_error(ps, "unknown option '%.*s' for pass '%s'; valid: %s", (int)length,
-                          ps->p, pass->name, valid);
+      return syntax_error(ps, "unknown option '%.*s' for pass '%s'; valid: %s", (int)length, ps->p,
+                          pass->name, valid);
     }
     for (uint32_t i = 0; i < count; i++)
       if (values[i].option == option)
-        return syntax_error(ps, "option '%s' of pass '%s' given twice",
-                            pass->options[option].name, pass->name);
+        return syntax_error(ps, "option '%s' of pass '%s' given twice", pass->options[option].name,
+                            pass->name);
     ps->p += length;
     skip_spaces(ps);
     if (*ps->p != '=')

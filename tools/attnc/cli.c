@@ -121,17 +121,15 @@ bool attn_cli_parse_int(const char *text, int64_t *out_value) {
   return true;
 }
 
-attn_status attn_cli_run_passes(attn_graph *graph, const char *passes,
-                                const attn_pipeline_run_options *options, attn_diag *diag) {
-  if (options->print_after && !attn_pass_find(options->print_after, strlen(options->print_after)))
-    return attn_diag_error(diag, attn_cli_loc, ATTN_ERROR_INVALID_ARGUMENT,
-                           "--print-after: unknown pass '%s' (attnc opt --list-passes lists them)",
-                           options->print_after);
-  attn_pipeline pipeline;
-  attn_status status = attn_pipeline_parse(passes, graph->allocator, diag, &pipeline);
-  if (status == ATTN_OK)
-    status = attn_pipeline_run(&pipeline, graph, options);
-  attn_pipeline_deinit(&pipeline);
+attn_status attn_cli_parse_passes(const char *passes, const attn_pipeline_run_options *options,
+                                  attn_diag *diag, attn_pipeline *out) {
+  attn_status status = attn_pipeline_parse(passes, attn_allocator_system(), diag, out);
+  if (status == ATTN_OK && options->print_after &&
+      !attn_pass_find(options->print_after, strlen(options->print_after)))
+    status = attn_diag_error(diag, attn_cli_loc, ATTN_ERROR_INVALID_ARGUMENT,
+                             "--print-after: unknown pass '%s' (attnc opt --list-passes lists "
+                             "them)",
+                             options->print_after);
   return status;
 }
 

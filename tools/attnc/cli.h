@@ -58,11 +58,10 @@ int attn_cli_usage_error(const char *command, const char *format, ...) ATTN_PRIN
 // Parses a -D value: a non-negative decimal integer.
 bool attn_cli_parse_int(const char *text, int64_t *out_value);
 
-// Parses the -p pipeline `passes` and runs it over `graph` with `options`. A --print-after
-// name that is not a registered pass is an error.
-attn_status attn_cli_run_passes(attn_graph *graph, const char *passes,
-                                const attn_pipeline_run_options *options,
-                                attn_diag *diag) ATTN_MUST_USE;
+// Parses the -p pipeline `passes` into `out` (released with attn_pipeline_deinit even on
+// failure). A --print-after name in `options` that is no registered pass is an error too.
+attn_status attn_cli_parse_passes(const char *passes, const attn_pipeline_run_options *options,
+                                  attn_diag *diag, attn_pipeline *out) ATTN_MUST_USE;
 
 // ---- models ----------------------------------------------------------------------------------
 

@@ -87,11 +87,12 @@ int attn_tool_opt(int argc, char **argv) {
   attn_graph *graph = NULL;
   int64_t *symbol_values = NULL;
 
-  attn_status status = ATTN_OK;
-  if (weights_path) {
+  attn_pipeline pipeline;
+  attn_status status = attn_cli_parse_passes(passes, &run_options, &diag, &pipeline);
+  if (status == ATTN_OK && weights_path) {
     status = attn_weights_open(weights_path, allocator, &diag, &weights);
     config = status == ATTN_OK ? attn_weights_config(weights) : NULL;
-  } else if (config_path) {
+  } else if (status == ATTN_OK && config_path) {
     status = attn_config_read(config_path, allocator, &diag, &own_config);
     config = own_config;
   }
@@ -108,13 +109,14 @@ int attn_tool_opt(int argc, char **argv) {
     status = attn_cli_bind_symbols(graph, symbols, symbol_count, &diag, symbol_values);
   run_options.symbol_values = symbol_values;
   if (status == ATTN_OK)
-    status = attn_cli_run_passes(graph, passes, &run_options, &diag);
+    status = attn_pipeline_run(&pipeline, graph, &run_options);
   if (status == ATTN_OK)
     status = attn_graph_print(graph, stdout);
   if (status == ATTN_OK && fflush(stdout) != 0)
     status = attn_diag_error(&diag, attn_cli_loc, ATTN_ERROR_IO, "cannot write the IR");
 
   attn_diag_write(&diag, stderr);
+  attn_pipeline_deinit(&pipeline);
   free(symbol_values);
   attn_graph_destroy(graph);
   attn_config_destroy(own_config);

@@ -58,6 +58,7 @@ typedef struct run_state {
   attn_tensor *inputs;  // graph->input_count, owned
   attn_tensor *outputs; // graph->output_count, owned
   int64_t *symbol_values;
+  attn_pipeline pipeline;
 } run_state;
 
 static attn_status check_backend(const char *backend, attn_diag *diag) {
@@ -276,6 +277,9 @@ static attn_status run(run_state *state, const run_request *request) {
   attn_allocator allocator = state->allocator;
   attn_diag *diag = &state->diag;
   ATTN_RETURN_IF_ERROR(check_backend(request->backend, diag));
+  attn_pipeline_run_options pass_options = {0};
+  ATTN_RETURN_IF_ERROR(
+      attn_cli_parse_passes(request->passes, &pass_options, diag, &state->pipeline));
   const attn_config *config = NULL;
   if (request->weights_path) {
     ATTN_RETURN_IF_ERROR(
@@ -296,8 +300,8 @@ static attn_status run(run_state *state, const run_request *request) {
   ATTN_RETURN_IF_ERROR(attn_cli_bind_symbols(graph, request->symbols, request->symbol_count, diag,
                                              state->symbol_values));
   // Passes run before weights are bound: the binding is by node id, which passes change.
-  attn_pipeline_run_options pass_options = {.symbol_values = state->symbol_values};
-  ATTN_RETURN_IF_ERROR(attn_cli_run_passes(graph, request->passes, &pass_options, diag));
+  pass_options.symbol_values = state->symbol_values;
+  ATTN_RETURN_IF_ERROR(attn_pipeline_run(&state->pipeline, graph, &pass_options));
   ATTN_RETURN_IF_ERROR(require_weights(graph, state->weights, diag));
   if (state->weights)
     ATTN_RETURN_IF_ERROR(attn_bind_weights(graph, state->weights, allocator, diag, &state->bound));
@@ -329,6 +333,7 @@ static void run_state_deinit(run_state *state) {
   attn_bound_weights_deinit(&state->bound, state->allocator);
   attn_graph_destroy(state->graph);
   attn_weights_close(state->weights);
+  attn_pipeline_deinit(&state->pipeline);
   attn_diag_deinit(&state->diag);
 }
 

@@ -75,8 +75,7 @@ static void dims_are_interned_folded_and_evaluated(void **state) {
   assert_int_equal(x, 0);
   assert_int_equal(attn_graph_dim_binary(g, ATTN_DIM_DIV, 768, 12, &folded), ATTN_OK);
   assert_int_equal(folded, 64);
-  assert_int_equal(attn_graph_dim_binary(g, ATTN_DIM_DIV, 7, 2, &folded),
-                   ATTN_ERROR_INVALID_GRAPH);
+  assert_int_equal(attn_graph_dim_binary(g, ATTN_DIM_DIV, 7, 2, &folded), ATTN_ERROR_INVALID_GRAPH);
   attn_dim expr;
   assert_int_equal(attn_graph_dim_binary(g, ATTN_DIM_MUL, sum1, 2, &expr), ATTN_OK);
   char text[64];
@@ -119,16 +118,18 @@ static void gpt_attention_block_infers_symbolic_shapes(void **state) {
   int64_t perm[4] = {0, 2, 1, 3};
   attn_perm_attrs pa = {perm, 4};
   attn_value_id qh = node1(g, ATTN_OP_PERMUTE, &q4, 1, &pa);
-  attn_attention_attrs aa = {0.0, ATTN_MASK_CAUSAL, 0, 0, false, ATTN_NORM_SOFTMAX, 0.0, true, NULL};
+  attn_attention_attrs aa = {0.0, ATTN_MASK_CAUSAL, 0, 0, false, ATTN_NORM_SOFTMAX, 0.0, true,
+                             NULL};
   attn_node_id att;
-  assert_int_equal(attn_graph_add_node(g, ATTN_OP_ATTENTION, (attn_value_id[]){qh, qh, qh}, 3,
-                                       &aa, ATTN_LOC_NONE, &att),
+  assert_int_equal(attn_graph_add_node(g, ATTN_OP_ATTENTION, (attn_value_id[]){qh, qh, qh}, 3, &aa,
+                                       ATTN_LOC_NONE, &att),
                    ATTN_OK);
   attn_type o = {ATTN_DTYPE_F32, 4, {b, 12, t, 64}}, lse = {ATTN_DTYPE_F32, 3, {b, 12, t}};
   assert_true(attn_type_equal(type_of(g, attn_node_output(g, att, 0)), &o));
   assert_true(attn_type_equal(type_of(g, attn_node_output(g, att, 1)), &lse));
   // Flatten back: [B, 12, T, 64] -> permute -> [B, T, 768] via reshape of symbolic dims.
-  attn_value_id back = node1(g, ATTN_OP_PERMUTE, (attn_value_id[]){attn_node_output(g, att, 0)}, 1, &pa);
+  attn_value_id back =
+      node1(g, ATTN_OP_PERMUTE, (attn_value_id[]){attn_node_output(g, att, 0)}, 1, &pa);
   attn_dim flat[3] = {b, t, 768};
   attn_shape_attrs fa = {flat, 3};
   attn_value_id y = node1(g, ATTN_OP_RESHAPE, &back, 1, &fa);
@@ -178,8 +179,8 @@ static void attention_checks_gqa_masks_and_captures(void **state) {
   attn_value_id kv3 = input(g, "kv3", (attn_type){ATTN_DTYPE_F32, 4, {1, 3, t, 16}});
   attn_value_id slopes = input(g, "slopes", (attn_type){ATTN_DTYPE_F32, 1, {8}});
   attn_value_id mask = input(g, "mask", (attn_type){ATTN_DTYPE_BOOL, 2, {t, t}});
-  attn_attention_attrs aa = {0.0, ATTN_MASK_SLIDING_WINDOW, 4, 2, false, ATTN_NORM_SOFTMAX, 0.0,
-                             false, NULL};
+  attn_attention_attrs aa = {
+      0.0, ATTN_MASK_SLIDING_WINDOW, 4, 2, false, ATTN_NORM_SOFTMAX, 0.0, false, NULL};
   assert_true(node1(g, ATTN_OP_ATTENTION, (attn_value_id[]){q, kv, kv}, 3, &aa).index);
   assert_int_equal(node1(g, ATTN_OP_ATTENTION, (attn_value_id[]){q, kv3, kv3}, 3, &aa).index, 0);
   assert_non_null(strstr(attn_diag_last_error(&f->diag), "constant multiple of kv heads"));
@@ -192,17 +193,24 @@ static void attention_checks_gqa_masks_and_captures(void **state) {
   attn_expr qi = {.kind = ATTN_EXPR_VAR, .var = ATTN_EXPR_VAR_Q_IDX};
   attn_expr s = {.kind = ATTN_EXPR_VAR, .var = ATTN_EXPR_VAR_SCORE};
   attn_expr cap = {.kind = ATTN_EXPR_CAPTURE, .capture = 0, .arg_count = 1, .args = {&h}};
-  attn_expr dist = {.kind = ATTN_EXPR_BINARY, .fn = ATTN_EXPR_SUB, .arg_count = 2, .args = {&kvi, &qi}};
-  attn_expr bias = {.kind = ATTN_EXPR_BINARY, .fn = ATTN_EXPR_MUL, .arg_count = 2, .args = {&cap, &dist}};
-  attn_expr mod = {.kind = ATTN_EXPR_BINARY, .fn = ATTN_EXPR_ADD, .arg_count = 2, .args = {&s, &bias}};
-  attn_attention_attrs alibi = {0.0, ATTN_MASK_NONE, 0, 0, true, ATTN_NORM_SOFTMAX, 0.0, false, &mod};
-  assert_true(node1(g, ATTN_OP_ATTENTION, (attn_value_id[]){q, kv, kv, mask, slopes}, 5, &alibi).index);
+  attn_expr dist = {
+      .kind = ATTN_EXPR_BINARY, .fn = ATTN_EXPR_SUB, .arg_count = 2, .args = {&kvi, &qi}};
+  attn_expr bias = {
+      .kind = ATTN_EXPR_BINARY, .fn = ATTN_EXPR_MUL, .arg_count = 2, .args = {&cap, &dist}};
+  attn_expr mod = {
+      .kind = ATTN_EXPR_BINARY, .fn = ATTN_EXPR_ADD, .arg_count = 2, .args = {&s, &bias}};
+  attn_attention_attrs alibi = {0.0, ATTN_MASK_NONE, 0,   0, true, ATTN_NORM_SOFTMAX,
+                                0.0, false,          &mod};
+  assert_true(
+      node1(g, ATTN_OP_ATTENTION, (attn_value_id[]){q, kv, kv, mask, slopes}, 5, &alibi).index);
   cap.arg_count = 2;
   cap.args[1] = &h;
-  assert_int_equal(node1(g, ATTN_OP_ATTENTION, (attn_value_id[]){q, kv, kv, mask, slopes}, 5, &alibi).index, 0);
+  assert_int_equal(
+      node1(g, ATTN_OP_ATTENTION, (attn_value_id[]){q, kv, kv, mask, slopes}, 5, &alibi).index, 0);
   assert_non_null(strstr(attn_diag_last_error(&f->diag), "with 2 subscripts"));
   alibi.score_mod = NULL;
-  assert_int_equal(node1(g, ATTN_OP_ATTENTION, (attn_value_id[]){q, kv, kv, mask, slopes}, 5, &alibi).index, 0);
+  assert_int_equal(
+      node1(g, ATTN_OP_ATTENTION, (attn_value_id[]){q, kv, kv, mask, slopes}, 5, &alibi).index, 0);
   assert_non_null(strstr(attn_diag_last_error(&f->diag), "no score_mod reads them"));
 }
 
@@ -238,8 +246,8 @@ static void building_survives_every_allocation_failure(void **state) {
     if (status == ATTN_OK)
       status = attn_graph_dim_symbol(g, "T", 1, &t);
     if (status == ATTN_OK)
-      status = attn_graph_add_input(g, "a", &(attn_type){ATTN_DTYPE_F32, 2, {t, 8}},
-                                    ATTN_LOC_NONE, &a);
+      status =
+          attn_graph_add_input(g, "a", &(attn_type){ATTN_DTYPE_F32, 2, {t, 8}}, ATTN_LOC_NONE, &a);
     attn_node_id n = ATTN_NODE_NONE;
     for (int i = 0; i < 100 && status == ATTN_OK; i++)
       status = attn_graph_add_node(g, ATTN_OP_TANH, &a, 1, NULL, ATTN_LOC_NONE, &n);
@@ -282,15 +290,15 @@ static void inference_reports_allocation_failure_as_such(void **state) {
       status = attn_graph_dim_symbol(g, name, 2, &unused);
     }
     if (status == ATTN_OK)
-      status = attn_graph_add_input(g, "a", &(attn_type){ATTN_DTYPE_F32, 2, {t, 8}},
-                                    ATTN_LOC_NONE, &in[0]);
+      status = attn_graph_add_input(g, "a", &(attn_type){ATTN_DTYPE_F32, 2, {t, 8}}, ATTN_LOC_NONE,
+                                    &in[0]);
     if (status == ATTN_OK)
-      status = attn_graph_add_input(g, "b", &(attn_type){ATTN_DTYPE_F32, 2, {s, 8}},
-                                    ATTN_LOC_NONE, &in[1]);
+      status = attn_graph_add_input(g, "b", &(attn_type){ATTN_DTYPE_F32, 2, {s, 8}}, ATTN_LOC_NONE,
+                                    &in[1]);
     attn_node_id n = ATTN_NODE_NONE;
     if (status == ATTN_OK)
-      status = attn_graph_add_node(g, ATTN_OP_CONCAT, in, 2, &(attn_axis_attrs){0},
-                                   ATTN_LOC_NONE, &n);
+      status =
+          attn_graph_add_node(g, ATTN_OP_CONCAT, in, 2, &(attn_axis_attrs){0}, ATTN_LOC_NONE, &n);
     assert_true(status == ATTN_OK || status == ATTN_ERROR_OUT_OF_MEMORY);
     saw_failure |= status == ATTN_ERROR_OUT_OF_MEMORY;
     attn_graph_destroy(g);
