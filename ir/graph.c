@@ -26,6 +26,23 @@ bool attn_op_from_name(const char *name, size_t length, attn_op *out_op) {
   return false;
 }
 
+const char *attn_kernel_kind_name(attn_kernel_kind kind) {
+  static const char *const names[ATTN_KERNEL_KIND_COUNT] = {
+      [ATTN_KERNEL_ELEMENTWISE] = "elementwise",
+      [ATTN_KERNEL_NORM] = "norm",
+      [ATTN_KERNEL_GEMM] = "gemm",
+      [ATTN_KERNEL_ATTENTION] = "attention",
+      [ATTN_KERNEL_REDUCTION] = "reduction",
+      [ATTN_KERNEL_GATHER] = "gather",
+      [ATTN_KERNEL_TOPK] = "topk",
+      [ATTN_KERNEL_ROPE] = "rope",
+      [ATTN_KERNEL_LAYOUT] = "layout",
+      [ATTN_KERNEL_ALIAS] = "alias",
+      [ATTN_KERNEL_OTHER] = "other",
+  };
+  return (unsigned)kind < ATTN_KERNEL_KIND_COUNT ? names[kind] : NULL;
+}
+
 bool attn_type_equal(const attn_type *a, const attn_type *b) {
   if (a->dtype != b->dtype || a->rank != b->rank)
     return false;
@@ -107,7 +124,7 @@ static attn_value_id new_value(attn_graph *graph, const attn_type *type, attn_no
     return ATTN_VALUE_NONE;
   graph->values = values;
   attn_value_id id = {graph->value_count++};
-  graph->values[id.index] = (attn_value){*type, producer, output_index, name};
+  graph->values[id.index] = (attn_value){*type, producer, output_index, name, 0};
   return id;
 }
 
@@ -214,7 +231,7 @@ attn_status attn_graph_add_node(attn_graph *graph, attn_op op, const attn_value_
     }
   }
   graph->nodes[graph->node_count++] =
-      (attn_node){op, input_count, output_count, input_copy, output_ids, attrs_copy, loc, false};
+      (attn_node){op, input_count, output_count, input_copy, output_ids, attrs_copy, loc, false, 0};
   if (out_node)
     *out_node = id;
   return ATTN_OK;

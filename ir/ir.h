@@ -349,11 +349,46 @@ typedef struct attn_node_id {
 #define ATTN_VALUE_NONE ((attn_value_id){0})
 #define ATTN_NODE_NONE  ((attn_node_id){0})
 
+// ---- kernels and buffers -------------------------------------------------------------------
+// The partition groups live nodes into kernels (DESIGN.md §4); leaves (weight, constant, iota)
+// belong to none, their values are read (iota: computed) by the kernels that use them. After
+// passes/partition.c each kernel's nodes are contiguous and kernels appear in execution order.
+// The memory plan gives every value that crosses a kernel boundary, or is a graph output, a
+// buffer; graph inputs, weights and constants live elsewhere and get none.
+
+typedef enum attn_kernel_kind {
+  ATTN_KERNEL_ELEMENTWISE, // a fused tree of elementwise ops
+  ATTN_KERNEL_NORM,      // softmax, log_softmax, layernorm, rmsnorm; elementwise prologue/epilogue
+  ATTN_KERNEL_GEMM,      // matmul with an elementwise epilogue (bias, activation, residual)
+  ATTN_KERNEL_ATTENTION, // the attention op
+  ATTN_KERNEL_REDUCTION, // sum, mean, max, min, argmax with an elementwise prologue
+  ATTN_KERNEL_GATHER,
+  ATTN_KERNEL_TOPK,
+  ATTN_KERNEL_ROPE,
+  ATTN_KERNEL_LAYOUT, // concat, split, slice, permute, expand; a reshape of an iota
+  ATTN_KERNEL_ALIAS,  // reshape of a value held in memory: a view, nothing runs
+  ATTN_KERNEL_OTHER,  // one node of an op the partition does not know how to fuse
+  ATTN_KERNEL_KIND_COUNT
+} attn_kernel_kind;
+
+typedef struct attn_kernel {
+  attn_kernel_kind kind;
+  uint32_t node_count; // its live nodes (compaction keeps this up to date)
+} attn_kernel;
+
+typedef struct attn_buffer {
+  attn_dim bytes; // a constant times a product of symbolic dims (B * T * 3072)
+} attn_buffer;
+
+// "elementwise", "norm", "gemm", ... (NULL when `kind` is out of range).
+const char *attn_kernel_kind_name(attn_kernel_kind kind);
+
 typedef struct attn_value {
   attn_type type;
   attn_node_id producer; // none for graph inputs
   uint32_t output_index;
   const char *name; // a name hint (the .attn variable), or the input's name; may be NULL
+  uint32_t buffer;  // the buffer of the memory plan it lives in (graph->buffers); 0: none
 } attn_value;
 
 typedef struct attn_node {
@@ -364,7 +399,8 @@ typedef struct attn_node {
   const attn_value_id *outputs;
   const void *attrs; // the family's struct; NULL for ATTN_ATTRS_NONE
   attn_loc loc;
-  bool is_dead; // removed by a pass; skipped by every walk, dropped by compaction
+  bool is_dead;    // removed by a pass; skipped by every walk, dropped by compaction
+  uint32_t kernel; // the kernel of the partition it belongs to (graph->kernels); 0: none
 } attn_node;
 
 typedef struct attn_graph {
@@ -393,6 +429,15 @@ typedef struct attn_graph {
   uint32_t dim_count;
   size_t dim_capacity;
   uint32_t symbol_count;
+
+  // The partition (passes/partition.c): kernels[k] describes the nodes whose `kernel` is k.
+  // [0] is a sentinel; kernel_count counts it, so 0 means "not partitioned". Arena memory.
+  attn_kernel *kernels;
+  uint32_t kernel_count;
+  // The memory plan (passes/plan_memory.c): buffers[b] holds the values whose `buffer` is b.
+  // [0] is a sentinel; buffer_count counts it, so 0 means "not planned". Arena memory.
+  attn_buffer *buffers;
+  uint32_t buffer_count;
 } attn_graph;
 
 // Creates an empty graph whose errors go to `diag` (borrowed, must outlive the graph).
@@ -481,7 +526,8 @@ const attn_node *attn_value_producer(const attn_graph *graph, attn_value_id valu
 const attn_constant_attrs *attn_value_constant(const attn_graph *graph, attn_value_id value);
 // Drops dead nodes and restores a topological order (nodes keep their relative order except
 // where one must move before a user). Node ids change; values of dropped nodes lose their
-// producer. Fails with ATTN_ERROR_INVALID_GRAPH on a cycle.
+// producer. Nodes keep their kernel and the kernels' node counts are recounted. Fails with
+// ATTN_ERROR_INVALID_GRAPH on a cycle.
 attn_status attn_graph_compact(attn_graph *graph) ATTN_MUST_USE;
 
 // ---- shape inference and verification ------------------------------------------------------

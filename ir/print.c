@@ -605,6 +605,48 @@ static void print_field(printer *p, const attn_node *node, const attn_field_info
 
 // ---- nodes and the graph -------------------------------------------------------------------
 
+// The memory plan as a comment after a node: "  # buffer b2", or "  # buffers b2, -, b3" for
+// a node with several outputs (- for an output without a buffer). Nothing without a plan.
+static void print_buffers(printer *p, const attn_node *node) {
+  const attn_graph *g = p->graph;
+  bool has_buffer = false;
+  for (uint32_t i = 0; i < node->output_count; i++)
+    has_buffer |= g->values[node->outputs[i].index].buffer != 0;
+  if (!has_buffer)
+    return;
+  fputs(node->output_count == 1 ? "  # buffer " : "  # buffers ", p->out);
+  for (uint32_t i = 0; i < node->output_count; i++) {
+    uint32_t buffer = g->values[node->outputs[i].index].buffer;
+    if (i)
+      fputs(", ", p->out);
+    if (buffer)
+      fprintf(p->out, "b%" PRIu32, buffer);
+    else
+      fputc('-', p->out);
+  }
+}
+
+// The partition as a comment before a kernel's first node: "  # kernel k3 gemm: matmul, add,
+// gelu", listing the ops of the nodes that follow in the same kernel.
+static void print_kernel(printer *p, uint32_t first) {
+  const attn_graph *g = p->graph;
+  uint32_t kernel = g->nodes[first].kernel;
+  const char *kind =
+      kernel < g->kernel_count ? attn_kernel_kind_name(g->kernels[kernel].kind) : NULL;
+  fprintf(p->out, "  # kernel k%" PRIu32 " %s:", kernel, kind ? kind : "?");
+  const char *separator = " ";
+  for (uint32_t n = first; n < g->node_count; n++) {
+    const attn_node *node = &g->nodes[n];
+    if (node->is_dead || node->kernel == 0)
+      continue;
+    if (node->kernel != kernel)
+      break;
+    fprintf(p->out, "%s%s", separator, attn_op_get_info(node->op)->name);
+    separator = ", ";
+  }
+  fputc('\n', p->out);
+}
+
 static void print_node(printer *p, const attn_node *node) {
   FILE *out = p->out;
   const attn_op_info *op = attn_op_get_info(node->op);
@@ -641,7 +683,9 @@ static void print_node(printer *p, const attn_node *node) {
       fprintf(out, "%s=", field->name);
     print_field(p, node, field, info, capture_base);
   }
-  fputs(")\n", out);
+  fputc(')', out);
+  print_buffers(p, node);
+  fputc('\n', out);
 }
 
 static void print_signature_item(printer *p, const char *name, const attn_type *type,
@@ -669,9 +713,17 @@ attn_status attn_graph_print(const attn_graph *graph, FILE *out) {
     print_signature_item(&p, graph->output_names[i],
                          &attn_graph_value(graph, graph->outputs[i])->type, i == 0);
   fputs(") {\n", out);
-  for (uint32_t n = 1; n < graph->node_count; n++)
-    if (!graph->nodes[n].is_dead)
-      print_node(&p, &graph->nodes[n]);
+  uint32_t kernel = 0; // the kernel of the last node printed that has one
+  for (uint32_t n = 1; n < graph->node_count; n++) {
+    const attn_node *node = &graph->nodes[n];
+    if (node->is_dead)
+      continue;
+    if (graph->kernel_count && node->kernel && node->kernel != kernel) {
+      print_kernel(&p, n);
+      kernel = node->kernel;
+    }
+    print_node(&p, node);
+  }
   fputs("  return ", out);
   for (uint32_t i = 0; i < graph->output_count; i++) {
     if (i)

@@ -11,7 +11,10 @@
 // live node, attributes only where they differ from the family's defaults, `return` last.
 // Values are named by their name hints when those are unique identifiers, otherwise
 // `hint_N` or `tN`. Floats are printed with the fewest digits that read back exactly, so
-// print → parse → print gives the same text. Returns ATTN_ERROR_IO (with a message in
+// print → parse → print gives the same text. A partitioned graph also gets a comment line
+// `# kernel k3 gemm: matmul, add, gelu` before each kernel's first node, and a planned one a
+// comment `# buffer b2` after each node with a planned output; both are comments, so the text
+// still parses (to the graph without partition and plan). Returns ATTN_ERROR_IO (with a message in
 // graph->diag) when writing fails, ATTN_ERROR_OUT_OF_MEMORY when scratch memory runs out.
 attn_status attn_graph_print(const attn_graph *graph, FILE *out) ATTN_MUST_USE;
 

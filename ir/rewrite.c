@@ -67,7 +67,8 @@ const attn_constant_attrs *attn_value_constant(const attn_graph *graph, attn_val
 
 // Compaction: a depth-first walk that places each live node after the producers of its
 // inputs, visiting nodes in their current order, so an already sorted graph keeps its order
-// and a node a pass appended moves up to just before its first user.
+// and a node a pass appended moves up to just before its first user. Nodes are moved whole, so
+// their kernel (and their values' buffers) survive; a partitioned graph stays partitioned.
 attn_status attn_graph_compact(attn_graph *graph) {
   uint32_t count = graph->node_count;
   attn_allocator allocator = graph->allocator;
@@ -135,6 +136,14 @@ attn_status attn_graph_compact(attn_graph *graph) {
   }
   memcpy(graph->nodes, nodes, (size_t)(placed + 1) * sizeof(attn_node));
   graph->node_count = placed + 1;
+  // Nodes keep their kernel; a kernel's count follows the nodes dropped here.
+  for (uint32_t k = 0; k < graph->kernel_count; k++)
+    graph->kernels[k].node_count = 0;
+  for (uint32_t n = 1; n < graph->node_count; n++) {
+    uint32_t k = graph->nodes[n].kernel;
+    if (k && k < graph->kernel_count)
+      graph->kernels[k].node_count++;
+  }
 
 done:
   attn_allocator_free(allocator, order, order_size);

@@ -121,5 +121,65 @@ attn_status attn_pipeline_run(const attn_pipeline *pipeline, attn_graph *graph,
 // ---- the passes ----------------------------------------------------------------------------
 
 attn_status attn_pass_dce(attn_pass_context *ctx, attn_graph *graph);
+attn_status attn_pass_specialize_shapes(attn_pass_context *ctx, attn_graph *graph);
+attn_status attn_pass_canonicalize(attn_pass_context *ctx, attn_graph *graph);
+attn_status attn_pass_fold_constants(attn_pass_context *ctx, attn_graph *graph);
+attn_status attn_pass_cse(attn_pass_context *ctx, attn_graph *graph);
+attn_status attn_pass_partition(attn_pass_context *ctx, attn_graph *graph);
+attn_status attn_pass_plan_memory(attn_pass_context *ctx, attn_graph *graph);
+
+// ---- kernel partitioning and reports (passes/partition.c, passes/stats.c) -------------------
+
+// What a node computes, as the partition and the reports see it.
+typedef enum attn_op_class {
+  ATTN_OP_CLASS_LEAF,        // weight, constant, iota: no kernel
+  ATTN_OP_CLASS_ELEMENTWISE, // fused into elementwise, norm and gemm kernels
+  ATTN_OP_CLASS_MATMUL,
+  ATTN_OP_CLASS_NORM, // softmax, log_softmax, layernorm, rmsnorm
+  ATTN_OP_CLASS_REDUCTION,
+  ATTN_OP_CLASS_RESHAPE,
+  ATTN_OP_CLASS_LAYOUT, // expand, permute, slice, concat, split
+  ATTN_OP_CLASS_GATHER,
+  ATTN_OP_CLASS_TOPK,
+  ATTN_OP_CLASS_ROPE,
+  ATTN_OP_CLASS_ATTENTION,
+  ATTN_OP_CLASS_OTHER,
+  ATTN_OP_CLASS_COUNT
+} attn_op_class;
+
+// The class of `op`; ops the table above does not name are placed by their flags.
+attn_op_class attn_op_get_class(attn_op op);
+// "leaf", "elementwise", ... (NULL when out of range).
+const char *attn_op_class_name(attn_op_class op_class);
+
+// Counts over a graph, and with a memory plan and every symbol bound, its memory: the planned
+// bytes (the sum of the buffer sizes) and the largest set of planned values live at one kernel
+// (each counted from the kernel that writes it to the last one that reads it, graph outputs to
+// the end; aliases share their input's memory and are not counted again).
+typedef struct attn_graph_stats {
+  uint32_t live_node_count;
+  uint32_t op_class_counts[ATTN_OP_CLASS_COUNT];
+  uint32_t attention_count; // attention nodes
+  bool is_partitioned;
+  uint32_t kernel_count; // kernels with live nodes
+  uint32_t kernel_kind_counts[ATTN_KERNEL_KIND_COUNT];
+  bool is_planned;
+  uint32_t buffer_count;
+  bool has_bytes; // planned, every symbol bound, and the plan matches the partition
+  int64_t planned_bytes;
+  int64_t live_peak_bytes;
+  uint32_t live_peak_kernel; // the kernel at which live_peak_bytes is live
+} attn_graph_stats;
+
+// Fills `out_stats` for `graph` (partitioned and planned or not). `symbol_values` is NULL or
+// graph->symbol_count values (< 0 unbound). ATTN_ERROR_OUT_OF_MEMORY (message in graph->diag)
+// when scratch memory runs out. `graph` is only read.
+attn_status attn_graph_stats_compute(const attn_graph *graph, const int64_t *symbol_values,
+                                     attn_graph_stats *out_stats) ATTN_MUST_USE;
+// Prints the report, one `name: value` line per figure (buffers one per line below them), with
+// symbolic sizes where a symbol is unbound and "not available" where a figure needs the
+// partition, the plan or bindings. ATTN_ERROR_IO when writing fails.
+attn_status attn_graph_stats_print(const attn_graph *graph, const attn_graph_stats *stats,
+                                   const int64_t *symbol_values, FILE *out) ATTN_MUST_USE;
 
 #endif // ATTN_PASSES_PASS_H_

@@ -4,12 +4,29 @@
 
 #include "passes/pass.h"
 
+static const attn_pass_option_info fold_constants_options[] = {
+    {"max-bytes", ATTN_PASS_OPTION_INT,
+     "fold only nodes whose every output fits in this many bytes (default 1048576)"},
+};
+
 static const attn_pass_info registry[] = {
     {"dce", "remove nodes no graph output depends on", attn_pass_dce, NULL, 0},
+    {"specialize-shapes", "substitute the symbolic dims bound with -D by their values",
+     attn_pass_specialize_shapes, NULL, 0},
+    {"canonicalize", "simplify algebraic identities and shape ops", attn_pass_canonicalize, NULL,
+     0},
+    {"fold-constants", "evaluate nodes whose inputs are constant", attn_pass_fold_constants,
+     fold_constants_options, 1},
+    {"cse", "merge nodes that compute the same values", attn_pass_cse, NULL, 0},
+    {"partition", "group nodes into kernels and order them kernel by kernel", attn_pass_partition,
+     NULL, 0},
+    {"plan-memory", "assign buffers to values that cross kernels, reusing dead ones",
+     attn_pass_plan_memory, NULL, 0},
 };
 
 // The default pipeline, in execution order.
-static const char default_pipeline[] = "dce";
+static const char default_pipeline[] =
+    "specialize-shapes,canonicalize,fold-constants,cse,canonicalize,dce,partition,plan-memory";
 
 const attn_pass_info *attn_pass_registry(uint32_t *out_count) {
   *out_count = sizeof(registry) / sizeof(registry[0]);

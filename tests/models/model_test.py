@@ -15,6 +15,10 @@
       tests/ref/acmil_ref.py on both outputs (logits and the attention logits).
   model_test.py --attnc ATTNC --work DIR demo MODEL
       init-weights twice (the files must be identical), run, check the outputs are finite.
+  model_test.py --attnc ATTNC --work DIR stats MODEL CONFIG --max-ratio R [-D NAME=VALUE]...
+                [--passes PIPELINE]
+      attnc opt MODEL --config CONFIG -p PIPELINE (default: default) --stats with the -D
+      bindings; the report's planned peak bytes must be at most R times its largest live set.
   model_test.py --attnc ATTNC --work DIR fails EXIT SUBSTRINGS -- ARGS...
       attnc ARGS must exit with status EXIT and print every |-separated piece of SUBSTRINGS
       on stderr. @NAME in an
@@ -141,6 +145,32 @@ def demo(args):
         sys.exit("FAIL: no summary of the logits on stdout")
 
 
+def stats(args):
+    """The memory plan's quality from `attnc opt --stats`: planned peak against live set."""
+    cmd = [args.attnc, "opt", args.model, "--config", args.config, "-p", args.passes, "--stats"]
+    for binding in args.D:
+        cmd += ["-D", binding]
+    _, stdout, _ = run(cmd)
+    fields = {}
+    for line in stdout.splitlines():
+        name, sep, value = line.partition(": ")
+        if sep:
+            fields[name.strip()] = value.split(" ")[0]
+    try:
+        kernels = int(fields["kernels"])
+        buffers = int(fields["buffers"])
+        planned = int(fields["planned peak bytes"])
+        live = int(fields["largest live set bytes"])
+    except (KeyError, ValueError):
+        sys.exit("FAIL: the report lacks kernel, buffer or byte counts (is every symbol bound?)")
+    if kernels <= 0 or buffers <= 0 or live <= 0:
+        sys.exit(f"FAIL: {kernels} kernels, {buffers} buffers, largest live set {live} bytes")
+    ratio = planned / live
+    print(f"planned {planned} / largest live set {live} bytes = {ratio:.3f}")
+    if ratio > args.max_ratio:
+        sys.exit(f"FAIL: planned / largest live set {ratio:.3f} > {args.max_ratio}")
+
+
 def make_fixture(work, name):
     """Files the `fails` cases refer to as @NAME."""
     path = os.path.join(work, name)
@@ -199,6 +229,12 @@ def main():
     p.add_argument("config")
     p = sub.add_parser("demo")
     p.add_argument("model")
+    p = sub.add_parser("stats")
+    p.add_argument("model")
+    p.add_argument("config")
+    p.add_argument("--max-ratio", type=float, required=True)
+    p.add_argument("--passes", default="default")
+    p.add_argument("-D", action="append", default=[], metavar="NAME=VALUE")
     p = sub.add_parser("fails")
     p.add_argument("exit", type=int)
     p.add_argument("substrings")
@@ -208,7 +244,8 @@ def main():
         args.args = args.args[1:]
     shutil.rmtree(args.work, ignore_errors=True)
     os.makedirs(args.work)
-    {"hf": hf, "mil": mil, "random": random, "demo": demo, "fails": fails}[args.kind](args)
+    {"hf": hf, "mil": mil, "random": random, "demo": demo, "stats": stats,
+     "fails": fails}[args.kind](args)
     print("PASS")
 
 

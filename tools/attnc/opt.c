@@ -1,4 +1,5 @@
-// `attnc opt`: parse a model description, run a pass pipeline over it and print the IR.
+// `attnc opt`: parse a model description, run a pass pipeline over it and print the IR (or,
+// with --stats, a report on its kernels and memory plan).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 static const char usage[] =
     "usage: attnc opt MODEL [-w WEIGHTS | --config CONFIG.json] [-p PASSES] [-D NAME=VALUE]...\n"
     "                 [--print-after PASS] [--print-after-all] [--time-passes] [--verify-each]\n"
+    "                 [--stats]\n"
     "       attnc opt --list-passes\n"
     "\n"
     "Parses MODEL (.attn), expands it to one flat graph, runs the passes and prints the\n"
@@ -26,6 +28,10 @@ static const char usage[] =
     "  --print-after-all   print the IR on stderr after every pass\n"
     "  --time-passes       print each pass's time and node counts on stderr\n"
     "  --verify-each       verify after every pass (debug builds always do)\n"
+    "  --stats             instead of the IR, print a report on stdout: node counts by op\n"
+    "                      class, kernels by kind, buffers, and with every symbol bound by\n"
+    "                      -D (or a static graph) the planned peak bytes against the largest\n"
+    "                      set of simultaneously live tensors\n"
     "  --list-passes       list the passes, their options and the default pipeline\n"
     "  -h, --help          this text\n";
 
@@ -44,6 +50,7 @@ int attn_tool_opt(int argc, char **argv) {
   const char *command = "opt";
   const char *model = NULL, *weights_path = NULL, *config_path = NULL, *passes = "";
   attn_pipeline_run_options run_options = {.out = stderr};
+  bool show_stats = false;
   bool is_listing = false;
   for (int i = 1; i < argc; i++)
     is_listing |= strcmp(argv[i], "--list-passes") == 0;
@@ -66,6 +73,7 @@ int attn_tool_opt(int argc, char **argv) {
       {"--print-after-all", NULL, NULL, NULL, &run_options.print_after_all},
       {"--time-passes", NULL, NULL, NULL, &run_options.time_passes},
       {"--verify-each", NULL, NULL, NULL, &run_options.verify_each},
+      {"--stats", NULL, NULL, NULL, &show_stats},
   };
   attn_cli_parse_result parsed = attn_cli_parse(command, usage, argc, argv, options,
                                                 sizeof(options) / sizeof(options[0]), &model);
@@ -110,8 +118,16 @@ int attn_tool_opt(int argc, char **argv) {
   run_options.symbol_values = symbol_values;
   if (status == ATTN_OK)
     status = attn_pipeline_run(&pipeline, graph, &run_options);
-  if (status == ATTN_OK)
+  if (status == ATTN_OK && show_stats) {
+    attn_graph_stats stats;
+    status = attn_graph_stats_compute(graph, symbol_values, &stats);
+    if (status == ATTN_OK)
+      status = attn_graph_stats_print(graph, &stats, symbol_values, stdout);
+    if (status == ATTN_ERROR_IO)
+      status = attn_diag_error(&diag, attn_cli_loc, ATTN_ERROR_IO, "cannot write the report");
+  } else if (status == ATTN_OK) {
     status = attn_graph_print(graph, stdout);
+  }
   if (status == ATTN_OK && fflush(stdout) != 0)
     status = attn_diag_error(&diag, attn_cli_loc, ATTN_ERROR_IO, "cannot write the IR");
 

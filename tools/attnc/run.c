@@ -299,13 +299,14 @@ static attn_status run(run_state *state, const run_request *request) {
     state->symbol_values[i] = -1;
   ATTN_RETURN_IF_ERROR(attn_cli_bind_symbols(graph, request->symbols, request->symbol_count, diag,
                                              state->symbol_values));
-  // Passes run before weights are bound: the binding is by node id, which passes change.
+  // Inputs first, so their shapes are checked against -D (and bind the other symbols) before
+  // any pass specialises on them; passes before weights, which are bound by node id.
+  ATTN_RETURN_IF_ERROR(load_inputs(state, request));
   pass_options.symbol_values = state->symbol_values;
   ATTN_RETURN_IF_ERROR(attn_pipeline_run(&state->pipeline, graph, &pass_options));
   ATTN_RETURN_IF_ERROR(require_weights(graph, state->weights, diag));
   if (state->weights)
     ATTN_RETURN_IF_ERROR(attn_bind_weights(graph, state->weights, allocator, diag, &state->bound));
-  ATTN_RETURN_IF_ERROR(load_inputs(state, request));
 
   attn_interp_args args = {
       .inputs = state->inputs,
