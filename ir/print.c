@@ -516,34 +516,26 @@ static void print_data(printer *p, const attn_type *type, const void *data) {
     fputc(']', out);
 }
 
-static void print_field(printer *p, const attn_node *node, const attn_field_info *field,
-                        const attn_attrs_info *info, uint32_t capture_base) {
-  FILE *out = p->out;
-  const void *attrs = node->attrs;
-  const char *slot = (const char *)attrs + field->offset;
+// The scalar fields (bool, float, dtype, enum), as the IR and the op docs both print them;
+// false for other field types.
+static bool print_scalar_field(FILE *out, const attn_field_info *field, const char *slot) {
   char text[40];
   switch (field->type) {
   case ATTN_FIELD_BOOL:
     fputs(*(const bool *)slot ? "true" : "false", out);
-    break;
-  case ATTN_FIELD_INT: {
-    int64_t v;
-    memcpy(&v, slot, sizeof(v));
-    print_int(out, v);
-    break;
-  }
+    return true;
   case ATTN_FIELD_FLOAT: {
     double v;
     memcpy(&v, slot, sizeof(v));
     format_double(v, text, sizeof(text));
     fputs(text, out);
-    break;
+    return true;
   }
   case ATTN_FIELD_DTYPE: {
     attn_dtype dtype;
     memcpy(&dtype, slot, sizeof(dtype));
     fputs((unsigned)dtype < ATTN_DTYPE_COUNT ? attn_dtype_name(dtype) : "?", out);
-    break;
+    return true;
   }
   case ATTN_FIELD_ENUM: {
     int v, n = 0;
@@ -551,6 +543,30 @@ static void print_field(printer *p, const attn_node *node, const attn_field_info
     while (field->enum_names[n])
       n++;
     fputs(v >= 0 && v < n ? field->enum_names[v] : "?", out);
+    return true;
+  }
+  default:
+    return false;
+  }
+}
+
+static void print_field(printer *p, const attn_node *node, const attn_field_info *field,
+                        const attn_attrs_info *info, uint32_t capture_base) {
+  FILE *out = p->out;
+  const void *attrs = node->attrs;
+  const char *slot = (const char *)attrs + field->offset;
+  if (print_scalar_field(out, field, slot))
+    return;
+  switch (field->type) {
+  case ATTN_FIELD_BOOL:
+  case ATTN_FIELD_FLOAT:
+  case ATTN_FIELD_DTYPE:
+  case ATTN_FIELD_ENUM:
+    break; // printed above
+  case ATTN_FIELD_INT: {
+    int64_t v;
+    memcpy(&v, slot, sizeof(v));
+    print_int(out, v);
     break;
   }
   case ATTN_FIELD_DIM: {
@@ -748,11 +764,9 @@ static const char *field_type_name(attn_field_type type) {
 
 static void write_default(FILE *out, const attn_field_info *field, const void *defaults) {
   const char *slot = (const char *)defaults + field->offset;
-  char text[40];
+  if (print_scalar_field(out, field, slot))
+    return;
   switch (field->type) {
-  case ATTN_FIELD_BOOL:
-    fputs(*(const bool *)slot ? "true" : "false", out);
-    break;
   case ATTN_FIELD_INT:
   case ATTN_FIELD_DIM: {
     int64_t v;
@@ -761,25 +775,6 @@ static void write_default(FILE *out, const attn_field_info *field, const void *d
       fputs("end", out);
     else
       fprintf(out, "%" PRId64, v);
-    break;
-  }
-  case ATTN_FIELD_FLOAT: {
-    double v;
-    memcpy(&v, slot, sizeof(v));
-    format_double(v, text, sizeof(text));
-    fputs(text, out);
-    break;
-  }
-  case ATTN_FIELD_DTYPE: {
-    attn_dtype dtype;
-    memcpy(&dtype, slot, sizeof(dtype));
-    fputs(attn_dtype_name(dtype), out);
-    break;
-  }
-  case ATTN_FIELD_ENUM: {
-    int v;
-    memcpy(&v, slot, sizeof(v));
-    fputs(field->enum_names[v], out);
     break;
   }
   case ATTN_FIELD_INTS:
