@@ -127,6 +127,7 @@ attn_status attn_pass_fold_constants(attn_pass_context *ctx, attn_graph *graph);
 attn_status attn_pass_cse(attn_pass_context *ctx, attn_graph *graph);
 attn_status attn_pass_partition(attn_pass_context *ctx, attn_graph *graph);
 attn_status attn_pass_plan_memory(attn_pass_context *ctx, attn_graph *graph);
+attn_status attn_pass_recognize_attention(attn_pass_context *ctx, attn_graph *graph);
 
 // ---- kernel partitioning and reports (passes/partition.c, passes/stats.c) -------------------
 

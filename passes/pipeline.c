@@ -9,6 +9,11 @@ static const attn_pass_option_info fold_constants_options[] = {
      "fold only nodes whose every output fits in this many bytes (default 1048576)"},
 };
 
+static const attn_pass_option_info recognize_attention_options[] = {
+    {"min-fill", ATTN_PASS_OPTION_FLOAT,
+     "a where() fill or an additive mask value at or below this hides its key (default -1e4)"},
+};
+
 static const attn_pass_info registry[] = {
     {"dce", "remove nodes no graph output depends on", attn_pass_dce, NULL, 0},
     {"specialize-shapes", "substitute the symbolic dims bound with -D by their values",
@@ -18,6 +23,8 @@ static const attn_pass_info registry[] = {
     {"fold-constants", "evaluate nodes whose inputs are constant", attn_pass_fold_constants,
      fold_constants_options, 1},
     {"cse", "merge nodes that compute the same values", attn_pass_cse, NULL, 0},
+    {"recognize-attention", "fuse unfused softmax attention subgraphs into attention nodes",
+     attn_pass_recognize_attention, recognize_attention_options, 1},
     {"partition", "group nodes into kernels and order them kernel by kernel", attn_pass_partition,
      NULL, 0},
     {"plan-memory", "assign buffers to values that cross kernels, reusing dead ones",
@@ -26,7 +33,8 @@ static const attn_pass_info registry[] = {
 
 // The default pipeline, in execution order.
 static const char default_pipeline[] =
-    "specialize-shapes,canonicalize,fold-constants,cse,canonicalize,dce,partition,plan-memory";
+    "specialize-shapes,canonicalize,fold-constants,cse,recognize-attention,canonicalize,dce,"
+    "partition,plan-memory";
 
 const attn_pass_info *attn_pass_registry(uint32_t *out_count) {
   *out_count = sizeof(registry) / sizeof(registry[0]);
