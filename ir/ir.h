@@ -520,6 +520,15 @@ uint32_t attn_graph_replace_uses(attn_graph *graph, attn_value_id from, attn_val
 // in `arena`.
 attn_status attn_graph_count_uses(const attn_graph *graph, attn_arena *arena,
                                   uint32_t **out_counts) ATTN_MUST_USE;
+// Marks dead every live node no graph output depends on (through live nodes), counting uses,
+// so it works mid-pass on a graph out of topological order. `out_removed` may be NULL.
+attn_status attn_graph_remove_unused(attn_graph *graph, attn_arena *scratch,
+                                     uint32_t *out_removed) ATTN_MUST_USE;
+// Whether every dim of `type` is a constant.
+bool attn_type_is_concrete(const attn_type *type);
+// Whether no DIM, DIMS or TYPE attribute of `node` holds a symbolic dim (so the node can be
+// rebuilt in a graph without symbols, e.g. to evaluate it at compile time).
+bool attn_node_attrs_are_concrete(const attn_node *node);
 // The live node producing `value`, or NULL for graph inputs and values of dead nodes.
 const attn_node *attn_value_producer(const attn_graph *graph, attn_value_id value);
 // The attributes of the constant node producing `value`, or NULL when it is not a constant.

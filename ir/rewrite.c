@@ -53,6 +53,76 @@ attn_status attn_graph_count_uses(const attn_graph *graph, attn_arena *arena,
   return ATTN_OK;
 }
 
+attn_status attn_graph_remove_unused(attn_graph *graph, attn_arena *scratch,
+                                     uint32_t *out_removed) {
+  uint32_t removed = 0;
+  if (out_removed)
+    *out_removed = 0;
+  uint32_t *uses;
+  ATTN_RETURN_IF_ERROR(attn_graph_count_uses(graph, scratch, &uses));
+  // A node is pushed once at the start and once per output whose count drops to 0. Use counts,
+  // not a backward sweep, so a graph out of topological order (mid-pass) is handled too.
+  uint32_t *stack =
+      attn_arena_calloc(scratch, (size_t)graph->node_count + graph->value_count, sizeof(*stack));
+  if (!stack)
+    return attn_graph_error(graph, ATTN_LOC_NONE, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
+  size_t depth = 0;
+  for (uint32_t n = graph->node_count; n-- > 1;)
+    stack[depth++] = n;
+  while (depth) {
+    attn_node *node = &graph->nodes[stack[--depth]];
+    bool is_read = false;
+    for (uint32_t i = 0; i < node->output_count && !is_read; i++)
+      is_read = uses[node->outputs[i].index] > 0;
+    if (node->is_dead || is_read)
+      continue;
+    node->is_dead = true;
+    removed++;
+    for (uint32_t i = 0; i < node->input_count; i++) {
+      attn_value_id v = node->inputs[i];
+      if (--uses[v.index] == 0 && graph->values[v.index].producer.index)
+        stack[depth++] = graph->values[v.index].producer.index;
+    }
+  }
+  if (out_removed)
+    *out_removed = removed;
+  return ATTN_OK;
+}
+
+bool attn_type_is_concrete(const attn_type *type) {
+  for (uint32_t d = 0; d < type->rank; d++)
+    if (!attn_dim_is_constant(type->dims[d]))
+      return false;
+  return true;
+}
+
+static bool dim_is_concrete(attn_dim dim) {
+  return attn_dim_is_constant(dim) || dim == ATTN_DIM_INFER;
+}
+
+bool attn_node_attrs_are_concrete(const attn_node *node) {
+  const attn_attrs_info *info = attn_attrs_get_info(attn_op_get_info(node->op)->attrs_kind);
+  const char *attrs = node->attrs;
+  if (!attrs)
+    return true;
+  for (uint32_t f = 0; f < info->field_count; f++) {
+    const attn_field_info *field = &info->fields[f];
+    const char *at = attrs + field->offset;
+    if (field->type == ATTN_FIELD_DIM && !dim_is_concrete(*(const attn_dim *)at))
+      return false;
+    if (field->type == ATTN_FIELD_TYPE && !attn_type_is_concrete((const attn_type *)at))
+      return false;
+    if (field->type == ATTN_FIELD_DIMS) {
+      const attn_dim *dims = *(const attn_dim *const *)at;
+      uint32_t count = *(const uint32_t *)(attrs + field->count_offset);
+      for (uint32_t i = 0; i < count; i++)
+        if (!dim_is_concrete(dims[i]))
+          return false;
+    }
+  }
+  return true;
+}
+
 const attn_node *attn_value_producer(const attn_graph *graph, attn_value_id value) {
   attn_node_id producer = graph->values[value.index].producer;
   if (producer.index == 0 || graph->nodes[producer.index].is_dead)

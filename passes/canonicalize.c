@@ -393,39 +393,6 @@ static void read_through(rewriter *rw, uint32_t n) {
   }
 }
 
-// Marks dead every live node none of whose outputs is read (by a live node or as a graph
-// output), then the nodes only those read, and so on: what the rewrites left behind. It counts
-// uses rather than sweeping backward as dce does, because the appended nodes broke the
-// topological order the backward sweep relies on.
-static attn_status remove_unused(attn_pass_context *ctx, attn_graph *graph, const char *pass) {
-  uint32_t *uses;
-  ATTN_RETURN_IF_ERROR(attn_graph_count_uses(graph, &ctx->scratch, &uses));
-  // A node is pushed once at the start and once per output whose count drops to 0.
-  uint32_t *stack = attn_arena_calloc(&ctx->scratch, (size_t)graph->node_count + graph->value_count,
-                                      sizeof(*stack));
-  if (!stack)
-    return attn_diag_error(ctx->diag, ATTN_LOC_NONE, ATTN_ERROR_OUT_OF_MEMORY, "%s: out of memory",
-                           pass);
-  size_t depth = 0;
-  for (uint32_t n = graph->node_count; n-- > 1;)
-    stack[depth++] = n;
-  while (depth) {
-    attn_node *node = &graph->nodes[stack[--depth]];
-    bool is_read = false;
-    for (uint32_t i = 0; i < node->output_count && !is_read; i++)
-      is_read = uses[node->outputs[i].index] > 0;
-    if (node->is_dead || is_read)
-      continue;
-    node->is_dead = true;
-    for (uint32_t i = 0; i < node->input_count; i++) {
-      attn_value_id v = node->inputs[i];
-      if (--uses[v.index] == 0 && graph->values[v.index].producer.index)
-        stack[depth++] = graph->values[v.index].producer.index;
-    }
-  }
-  return ATTN_OK;
-}
-
 attn_status attn_pass_canonicalize(attn_pass_context *ctx, attn_graph *graph) {
   rewriter rw = {ctx, graph, NULL, 0, false};
   rw.forward_capacity = (size_t)graph->value_count + 16;
@@ -456,5 +423,5 @@ attn_status attn_pass_canonicalize(attn_pass_context *ctx, attn_graph *graph) {
   if (!is_changed)
     return ATTN_OK;
   ctx->changed = true;
-  return remove_unused(ctx, graph, "canonicalize");
+  return attn_graph_remove_unused(graph, &ctx->scratch, NULL);
 }

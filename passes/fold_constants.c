@@ -21,42 +21,6 @@ static attn_status out_of_memory(attn_pass_context *ctx) {
                          "fold-constants: out of memory");
 }
 
-static bool dim_is_concrete(attn_dim dim) {
-  return attn_dim_is_constant(dim) || dim == ATTN_DIM_INFER;
-}
-
-static bool type_is_concrete(const attn_type *type) {
-  for (uint32_t d = 0; d < type->rank; d++)
-    if (!attn_dim_is_constant(type->dims[d]))
-      return false;
-  return true;
-}
-
-// Whether no DIM, DIMS or TYPE attribute of the node holds a symbolic dim: the temporary graph
-// has no symbols, so such a node cannot be rebuilt there.
-static bool attrs_are_concrete(const attn_node *node) {
-  const attn_attrs_info *info = attn_attrs_get_info(attn_op_get_info(node->op)->attrs_kind);
-  const char *attrs = node->attrs;
-  if (!attrs)
-    return true;
-  for (uint32_t f = 0; f < info->field_count; f++) {
-    const attn_field_info *field = &info->fields[f];
-    const char *at = attrs + field->offset;
-    if (field->type == ATTN_FIELD_DIM && !dim_is_concrete(*(const attn_dim *)at))
-      return false;
-    if (field->type == ATTN_FIELD_TYPE && !type_is_concrete((const attn_type *)at))
-      return false;
-    if (field->type == ATTN_FIELD_DIMS) {
-      const attn_dim *dims = *(const attn_dim *const *)at;
-      uint32_t count = *(const uint32_t *)(attrs + field->count_offset);
-      for (uint32_t i = 0; i < count; i++)
-        if (!dim_is_concrete(dims[i]))
-          return false;
-    }
-  }
-  return true;
-}
-
 // A leaf whose value is known now: a constant, or an iota of constant type and start.
 static bool is_known_leaf(const attn_node *node) {
   if (node->op == ATTN_OP_CONSTANT)
@@ -64,7 +28,7 @@ static bool is_known_leaf(const attn_node *node) {
   if (node->op != ATTN_OP_IOTA)
     return false;
   const attn_iota_attrs *iota = node->attrs;
-  return type_is_concrete(&iota->type) && attn_dim_is_constant(iota->start);
+  return attn_type_is_concrete(&iota->type) && attn_dim_is_constant(iota->start);
 }
 
 // Bytes of a concrete type, or false when it does not fit `limit`.
@@ -82,7 +46,7 @@ static bool fits(const attn_type *type, int64_t limit) {
 // Whether node `n` can be folded under the size limit.
 static bool is_foldable(const attn_graph *graph, uint32_t n, int64_t max_bytes) {
   const attn_node *node = &graph->nodes[n];
-  if (node->is_dead || node->input_count == 0 || !attrs_are_concrete(node))
+  if (node->is_dead || node->input_count == 0 || !attn_node_attrs_are_concrete(node))
     return false;
   for (uint32_t i = 0; i < node->input_count; i++) {
     const attn_node *producer = attn_value_producer(graph, node->inputs[i]);
@@ -91,7 +55,7 @@ static bool is_foldable(const attn_graph *graph, uint32_t n, int64_t max_bytes) 
   }
   for (uint32_t i = 0; i < node->output_count; i++) {
     const attn_type *type = &attn_graph_value(graph, node->outputs[i])->type;
-    if (!type_is_concrete(type) || !fits(type, max_bytes))
+    if (!attn_type_is_concrete(type) || !fits(type, max_bytes))
       return false;
   }
   return true;
@@ -182,39 +146,6 @@ static attn_status replace(attn_pass_context *ctx, attn_graph *graph, uint32_t n
   return ATTN_OK;
 }
 
-// Marks dead every live node none of whose outputs is read (by a live node or as a graph
-// output), then the nodes only those read, and so on: what the rewrites left behind. It counts
-// uses rather than sweeping backward as dce does, because the appended nodes broke the
-// topological order the backward sweep relies on.
-static attn_status remove_unused(attn_pass_context *ctx, attn_graph *graph, const char *pass) {
-  uint32_t *uses;
-  ATTN_RETURN_IF_ERROR(attn_graph_count_uses(graph, &ctx->scratch, &uses));
-  // A node is pushed once at the start and once per output whose count drops to 0.
-  uint32_t *stack = attn_arena_calloc(&ctx->scratch, (size_t)graph->node_count + graph->value_count,
-                                      sizeof(*stack));
-  if (!stack)
-    return attn_diag_error(ctx->diag, ATTN_LOC_NONE, ATTN_ERROR_OUT_OF_MEMORY, "%s: out of memory",
-                           pass);
-  size_t depth = 0;
-  for (uint32_t n = graph->node_count; n-- > 1;)
-    stack[depth++] = n;
-  while (depth) {
-    attn_node *node = &graph->nodes[stack[--depth]];
-    bool is_read = false;
-    for (uint32_t i = 0; i < node->output_count && !is_read; i++)
-      is_read = uses[node->outputs[i].index] > 0;
-    if (node->is_dead || is_read)
-      continue;
-    node->is_dead = true;
-    for (uint32_t i = 0; i < node->input_count; i++) {
-      attn_value_id v = node->inputs[i];
-      if (--uses[v.index] == 0 && graph->values[v.index].producer.index)
-        stack[depth++] = graph->values[v.index].producer.index;
-    }
-  }
-  return ATTN_OK;
-}
-
 attn_status attn_pass_fold_constants(attn_pass_context *ctx, attn_graph *graph) {
   int64_t max_bytes = attn_pass_option_int(ctx, "max-bytes", default_max_bytes);
   uint32_t *uses;
@@ -256,5 +187,5 @@ attn_status attn_pass_fold_constants(attn_pass_context *ctx, attn_graph *graph) 
     if (v < value_count && forward[v])
       graph->outputs[i] = (attn_value_id){forward[v]};
   }
-  return ctx->changed ? remove_unused(ctx, graph, "fold-constants") : ATTN_OK;
+  return ctx->changed ? attn_graph_remove_unused(graph, &ctx->scratch, NULL) : ATTN_OK;
 }

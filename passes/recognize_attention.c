@@ -194,41 +194,6 @@ static const attn_node *producer_op(const matcher *m, attn_value_id v, attn_op o
   return node && node->op == op ? node : NULL;
 }
 
-static bool type_is_concrete(const attn_type *type) {
-  for (uint32_t d = 0; d < type->rank; d++)
-    if (!attn_dim_is_constant(type->dims[d]))
-      return false;
-  return true;
-}
-
-// Whether no DIM, DIMS or TYPE attribute of `node` holds a symbolic dim (the evaluation graph
-// has no symbols).
-static bool attrs_are_concrete(const attn_node *node) {
-  const attn_attrs_info *info = attn_attrs_get_info(attn_op_get_info(node->op)->attrs_kind);
-  const char *attrs = node->attrs;
-  if (!attrs)
-    return true;
-  for (uint32_t f = 0; f < info->field_count; f++) {
-    const attn_field_info *field = &info->fields[f];
-    const char *at = attrs + field->offset;
-    if (field->type == ATTN_FIELD_DIM) {
-      attn_dim dim = *(const attn_dim *)at;
-      if (!attn_dim_is_constant(dim) && dim != ATTN_DIM_INFER)
-        return false;
-    }
-    if (field->type == ATTN_FIELD_TYPE && !type_is_concrete((const attn_type *)at))
-      return false;
-    if (field->type == ATTN_FIELD_DIMS) {
-      const attn_dim *dims = *(const attn_dim *const *)at;
-      uint32_t count = *(const uint32_t *)(attrs + field->count_offset);
-      for (uint32_t i = 0; i < count; i++)
-        if (!attn_dim_is_constant(dims[i]) && dims[i] != ATTN_DIM_INFER)
-          return false;
-    }
-  }
-  return true;
-}
-
 // ---- constant subgraphs -------------------------------------------------------------------------
 
 typedef struct origin {
@@ -259,8 +224,8 @@ static origin walk_back(matcher *m, attn_value_id v) {
     }
     m->ancestors[o.count++] = n;
     for (uint32_t i = 0; i < node->output_count; i++)
-      o.is_concrete = o.is_concrete && type_is_concrete(type_of(m, node->outputs[i]));
-    o.is_concrete = o.is_concrete && attrs_are_concrete(node);
+      o.is_concrete = o.is_concrete && attn_type_is_concrete(type_of(m, node->outputs[i]));
+    o.is_concrete = o.is_concrete && attn_node_attrs_are_concrete(node);
     for (uint32_t i = 0; i < node->input_count; i++) {
       uint32_t p = producer_id(m, node->inputs[i]);
       if (p == 0 || p >= m->node_limit) {
