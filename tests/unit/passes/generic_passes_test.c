@@ -18,6 +18,7 @@
 #include "ir/interp.h"
 #include "ir/print.h"
 #include "passes/pass.h"
+#include "tests/unit/passes/test_random.h"
 
 enum { MAX_OUTPUTS = 32 };
 
@@ -107,21 +108,6 @@ typedef struct results {
   attn_tensor outputs[MAX_OUTPUTS];
   uint32_t count;
 } results;
-
-static uint64_t next_random(uint64_t *state) {
-  // splitmix64
-  uint64_t z = (*state += 0x9e3779b97f4a7c15u);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-  return z ^ (z >> 31);
-}
-
-static uint64_t hash_text(const char *text) {
-  uint64_t h = 1469598103934665603u;
-  for (; *text; text++)
-    h = (h ^ (uint8_t)*text) * 1099511628211u;
-  return h;
-}
 
 // Random data seeded by `seed`: floats in [-2, 2), integers in [0, 4), bools.
 static void fill(attn_tensor *tensor, uint64_t seed) {

@@ -19,6 +19,7 @@
 #include "ir/print.h"
 #include "passes/pass.h"
 #include "runtime/tensor/weights.h"
+#include "tests/unit/passes/test_random.h"
 
 enum { MAX_OUTPUTS = 16, SYMBOL_DEFAULT = 5 };
 
@@ -502,20 +503,6 @@ static void check_plan(const attn_graph *graph, const int64_t *symbols) {
 }
 
 // ---- evaluation --------------------------------------------------------------------------------
-
-static uint64_t next_random(uint64_t *state) {
-  uint64_t z = (*state += 0x9e3779b97f4a7c15u); // splitmix64
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-  return z ^ (z >> 31);
-}
-
-static uint64_t hash_text(const char *text) {
-  uint64_t h = 1469598103934665603u;
-  for (; *text; text++)
-    h = (h ^ (uint8_t)*text) * 1099511628211u;
-  return h;
-}
 
 static void fill(attn_tensor *tensor, uint64_t seed, int64_t int_bound, double scale) {
   uint64_t state = seed;

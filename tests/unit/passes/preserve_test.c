@@ -21,6 +21,7 @@
 #include "ir/print.h"
 #include "passes/pass.h"
 #include "runtime/tensor/weights.h"
+#include "tests/unit/passes/test_random.h"
 
 enum { MAX_OUTPUTS = 16, SYMBOL_DEFAULT = 6 };
 
@@ -44,23 +45,8 @@ static const graph_case model_cases[] = {
 
 // ---- deterministic data --------------------------------------------------------------------
 
-static uint64_t next_random(uint64_t *state) {
-  // splitmix64
-  uint64_t z = (*state += 0x9e3779b97f4a7c15u);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-  return z ^ (z >> 31);
-}
-
 static double uniform(uint64_t *state) { // [-1, 1)
   return (double)(next_random(state) >> 11) * 0x1.0p-52 - 1.0;
-}
-
-static uint64_t hash_text(const char *text) {
-  uint64_t h = 1469598103934665603u;
-  for (; *text; text++)
-    h = (h ^ (uint8_t)*text) * 1099511628211u;
-  return h;
 }
 
 static void fill(attn_tensor *tensor, uint64_t seed, int64_t int_bound, double scale) {
