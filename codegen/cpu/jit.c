@@ -1,0 +1,216 @@
+// The CPU JIT: host target machine + ORC LLJIT. Every LLVMErrorRef, LLVMBool-with-message and
+// NULL handle from LLVM becomes an attn_status here, with LLVM's text in the diagnostics.
+#include "codegen/cpu/jit.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Error.h>
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Orc.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/TargetMachine.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+
+struct attn_cpu_jit {
+  attn_diag *diag;
+  LLVMTargetMachineRef target_machine; // for the data layout and the O3 pipeline
+  LLVMOrcLLJITRef lljit;
+  char *triple;   // LLVM-owned (LLVMDisposeMessage)
+  char *cpu;      // LLVM-owned
+  char *features; // LLVM-owned
+  attn_cpu_features parsed;
+};
+
+// Whether the comma-separated LLVM feature list `features` enables `name`.
+static bool feature_enabled(const char *features, const char *name) {
+  size_t name_length = strlen(name);
+  const char *p = features;
+  while (p && *p) {
+    const char *end = strchr(p, ',');
+    size_t length = end ? (size_t)(end - p) : strlen(p);
+    if (length == name_length + 1 && p[0] == '+' && memcmp(p + 1, name, name_length) == 0)
+      return true;
+    p = end ? end + 1 : NULL;
+  }
+  return false;
+}
+
+attn_cpu_features attn_cpu_features_parse(const char *features) {
+  attn_cpu_features parsed = {
+      .avx2 = feature_enabled(features, "avx2"),
+      .fma = feature_enabled(features, "fma"),
+      .avx512f = feature_enabled(features, "avx512f"),
+      .avx512bf16 = feature_enabled(features, "avx512bf16"),
+  };
+  return parsed;
+}
+
+int attn_cpu_features_vector_width(attn_cpu_features features) {
+  return features.avx512f ? 16 : 8;
+}
+
+// Turns an LLVMErrorRef into a diagnostic (consuming the error) and returns `status`.
+static attn_status error_from_llvm(attn_diag *diag, LLVMErrorRef error, attn_status status,
+                                   const char *what) {
+  char *message = LLVMGetErrorMessage(error);
+  attn_status result = attn_diag_error(diag, ATTN_LOC_NONE, status, "%s: %s", what, message);
+  LLVMDisposeErrorMessage(message);
+  return result;
+}
+
+static char *copy_llvm_string(const char *text) {
+  // LLVMCreateMessage copies into memory that LLVMDisposeMessage frees, so every string the JIT
+  // holds is freed the same way whether it came from the host query or from the options.
+  return LLVMCreateMessage(text);
+}
+
+static LLVMTargetMachineRef create_target_machine(const attn_cpu_jit *jit, LLVMTargetRef target) {
+  return LLVMCreateTargetMachine(target, jit->triple, jit->cpu, jit->features,
+                                 LLVMCodeGenLevelAggressive, LLVMRelocDefault,
+                                 LLVMCodeModelJITDefault);
+}
+
+attn_status attn_cpu_jit_create(const attn_cpu_jit_options *options, attn_diag *diag,
+                                attn_cpu_jit **out_jit) {
+  *out_jit = NULL;
+  if (LLVMInitializeNativeTarget() || LLVMInitializeNativeAsmPrinter())
+    return attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_DEVICE,
+                           "LLVM has no code generator for this host");
+  attn_cpu_jit *jit = calloc(1, sizeof(*jit));
+  if (!jit)
+    return attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
+  jit->diag = diag;
+  jit->triple = LLVMGetDefaultTargetTriple();
+  jit->cpu = options && options->cpu ? copy_llvm_string(options->cpu) : LLVMGetHostCPUName();
+  jit->features =
+      options && options->features ? copy_llvm_string(options->features) : LLVMGetHostCPUFeatures();
+  if (!jit->triple || !jit->cpu || !jit->features) {
+    attn_cpu_jit_destroy(jit);
+    return attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
+  }
+  jit->parsed = attn_cpu_features_parse(jit->features);
+
+  LLVMTargetRef target = NULL;
+  char *message = NULL;
+  if (LLVMGetTargetFromTriple(jit->triple, &target, &message)) {
+    attn_status status = attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_DEVICE,
+                                         "no LLVM target for '%s': %s", jit->triple, message);
+    LLVMDisposeMessage(message);
+    attn_cpu_jit_destroy(jit);
+    return status;
+  }
+  // Two machines for the same CPU: LLJIT takes ownership of the one it is built from, and the
+  // other stays here to give modules their data layout and to run the O3 pipeline.
+  jit->target_machine = create_target_machine(jit, target);
+  LLVMTargetMachineRef for_lljit = create_target_machine(jit, target);
+  if (!jit->target_machine || !for_lljit) {
+    if (for_lljit)
+      LLVMDisposeTargetMachine(for_lljit);
+    attn_cpu_jit_destroy(jit);
+    return attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_DEVICE,
+                           "LLVM cannot create a target machine for '%s' (cpu '%s')", jit->triple,
+                           jit->cpu);
+  }
+  LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
+  LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(
+      builder, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(for_lljit));
+  LLVMErrorRef error = LLVMOrcCreateLLJIT(&jit->lljit, builder); // consumes the builder
+  if (error) {
+    jit->lljit = NULL;
+    attn_cpu_jit_destroy(jit);
+    return error_from_llvm(diag, error, ATTN_ERROR_DEVICE, "cannot create the LLVM JIT");
+  }
+  *out_jit = jit;
+  return ATTN_OK;
+}
+
+void attn_cpu_jit_destroy(attn_cpu_jit *jit) {
+  if (!jit)
+    return;
+  if (jit->lljit) {
+    LLVMErrorRef error = LLVMOrcDisposeLLJIT(jit->lljit);
+    if (error)
+      (void)error_from_llvm(jit->diag, error, ATTN_ERROR_DEVICE, "while destroying the LLVM JIT");
+  }
+  if (jit->target_machine)
+    LLVMDisposeTargetMachine(jit->target_machine);
+  LLVMDisposeMessage(jit->triple);
+  LLVMDisposeMessage(jit->cpu);
+  LLVMDisposeMessage(jit->features);
+  free(jit);
+}
+
+attn_cpu_features attn_cpu_jit_features(const attn_cpu_jit *jit) {
+  return jit->parsed;
+}
+
+const char *attn_cpu_jit_cpu_name(const attn_cpu_jit *jit) {
+  return jit->cpu;
+}
+
+const char *attn_cpu_jit_feature_string(const attn_cpu_jit *jit) {
+  return jit->features;
+}
+
+void attn_cpu_module_destroy(LLVMModuleRef module) {
+  if (!module)
+    return;
+  LLVMContextRef context = LLVMGetModuleContext(module);
+  LLVMDisposeModule(module);
+  LLVMContextDispose(context);
+}
+
+attn_status attn_cpu_jit_add_module_owned(attn_cpu_jit *jit, LLVMModuleRef module) {
+  LLVMSetTarget(module, jit->triple);
+  LLVMTargetDataRef data_layout = LLVMCreateTargetDataLayout(jit->target_machine);
+  LLVMSetModuleDataLayout(module, data_layout);
+  LLVMDisposeTargetData(data_layout);
+
+  char *message = NULL;
+  if (LLVMVerifyModule(module, LLVMReturnStatusAction, &message)) {
+    attn_status status = attn_diag_error(jit->diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_ARGUMENT,
+                                         "generated LLVM module '%s' is invalid: %s",
+                                         LLVMGetModuleIdentifier(module, &(size_t){0}), message);
+    LLVMDisposeMessage(message);
+    attn_cpu_module_destroy(module);
+    return status;
+  }
+  LLVMDisposeMessage(message);
+
+  LLVMPassBuilderOptionsRef pass_options = LLVMCreatePassBuilderOptions();
+  LLVMErrorRef error = LLVMRunPasses(module, "default<O3>", jit->target_machine, pass_options);
+  LLVMDisposePassBuilderOptions(pass_options);
+  if (error) {
+    attn_cpu_module_destroy(module);
+    return error_from_llvm(jit->diag, error, ATTN_ERROR_DEVICE, "the O3 pipeline failed");
+  }
+
+  // The thread-safe context takes the module's LLVMContext, and the thread-safe module the
+  // module; the module keeps the context alive after this handle to it is dropped.
+  LLVMOrcThreadSafeContextRef ts_context =
+      LLVMOrcCreateNewThreadSafeContextFromLLVMContext(LLVMGetModuleContext(module));
+  LLVMOrcThreadSafeModuleRef ts_module = LLVMOrcCreateNewThreadSafeModule(module, ts_context);
+  LLVMOrcDisposeThreadSafeContext(ts_context);
+  error =
+      LLVMOrcLLJITAddLLVMIRModule(jit->lljit, LLVMOrcLLJITGetMainJITDylib(jit->lljit), ts_module);
+  if (error)
+    return error_from_llvm(jit->diag, error, ATTN_ERROR_DEVICE, "cannot add a module to the JIT");
+  return ATTN_OK;
+}
+
+attn_status attn_cpu_jit_lookup(attn_cpu_jit *jit, const char *name, attn_cpu_jit_fn *out_fn) {
+  *out_fn = NULL;
+  LLVMOrcExecutorAddress address = 0;
+  LLVMErrorRef error = LLVMOrcLLJITLookup(jit->lljit, &address, name);
+  if (error)
+    return error_from_llvm(jit->diag, error, ATTN_ERROR_NOT_FOUND, "JIT lookup failed");
+  // The executor is this process, so an executor address is a function address here.
+  *out_fn = (attn_cpu_jit_fn)(uintptr_t)address;
+  return ATTN_OK;
+}
+
+void attn_cpu_llvm_shutdown(void) {
+  LLVMShutdown();
+}
