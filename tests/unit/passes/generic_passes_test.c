@@ -18,9 +18,7 @@
 #include "ir/interp.h"
 #include "ir/print.h"
 #include "passes/pass.h"
-#include "tests/unit/passes/test_random.h"
-
-enum { MAX_OUTPUTS = 32 };
+#include "tests/unit/passes/pass_test_util.h"
 
 static const double tolerance = 1e-6;
 
@@ -104,124 +102,31 @@ static uint32_t count_nodes(const attn_graph *graph) {
 
 // ---- evaluation ------------------------------------------------------------------------------
 
-typedef struct results {
-  attn_tensor outputs[MAX_OUTPUTS];
-  uint32_t count;
-} results;
+// Inputs and weights: floats in [-2, 2), integers in [0, 4), bools; unbound symbols take 3.
+static const pass_test_data data = {2.0, 4, false};
 
-// Random data seeded by `seed`: floats in [-2, 2), integers in [0, 4), bools.
-static void fill(attn_tensor *tensor, uint64_t seed) {
-  uint64_t state = seed;
-  int64_t count = attn_tensor_element_count(tensor);
-  for (int64_t i = 0; i < count; i++) {
-    uint64_t r = next_random(&state);
-    double v = attn_dtype_is_float(tensor->dtype) ? (double)(r >> 11) * 0x1.0p-51 - 2.0
-               : tensor->dtype == ATTN_DTYPE_BOOL ? (double)(r & 1)
-                                                  : (double)(r % 4);
-    attn_tensor_set_f64(tensor, i, v);
-  }
-}
-
-// Evaluates the fixture's graph with `symbols`; inputs are seeded by name, weights by their
-// first name, so a graph after a pass reads the same data as before it.
-static attn_status evaluate_with(fixture *f, const int64_t *symbols, results *out) {
-  const attn_graph *graph = f->graph;
-  attn_allocator a = attn_allocator_system();
-  attn_tensor *inputs = calloc(graph->input_count + 1, sizeof(*inputs));
-  attn_tensor *weights = calloc(graph->node_count, sizeof(*weights));
-  assert_true(inputs && weights);
-  int64_t bound[16];
-  memcpy(bound, f->symbols, sizeof(bound));
-  for (uint32_t s = 0; s < graph->symbol_count; s++)
-    if (bound[s] < 0)
-      bound[s] = 3;
-  for (uint32_t i = 0; i < graph->input_count; i++) {
-    const attn_value *v = attn_graph_value(graph, graph->inputs[i]);
-    int64_t dims[ATTN_MAX_RANK];
-    for (uint32_t d = 0; d < v->type.rank; d++)
-      assert_int_equal(attn_graph_dim_eval(graph, v->type.dims[d], bound, &dims[d]), ATTN_OK);
-    assert_int_equal(attn_tensor_alloc(a, v->type.dtype, v->type.rank, dims, &inputs[i]), ATTN_OK);
-    fill(&inputs[i], hash_text(v->name));
-  }
-  for (uint32_t n = 1; n < graph->node_count; n++) {
-    const attn_node *node = &graph->nodes[n];
-    if (node->is_dead || node->op != ATTN_OP_WEIGHT)
-      continue;
-    const attn_weight_attrs *w = node->attrs;
-    assert_int_equal(attn_tensor_alloc(a, w->type.dtype, w->type.rank, w->type.dims, &weights[n]),
-                     ATTN_OK);
-    fill(&weights[n], hash_text(w->names[0]));
-  }
-  assert_true(graph->output_count <= MAX_OUTPUTS);
-  attn_interp_args args = {inputs, weights, symbols};
-  attn_status status = attn_interp_run(graph, &args, a, &f->diag, out->outputs);
-  out->count = status == ATTN_OK ? graph->output_count : 0;
-  for (uint32_t i = 0; i < graph->input_count; i++)
-    attn_tensor_free(a, &inputs[i]);
-  for (uint32_t n = 1; n < graph->node_count; n++)
-    attn_tensor_free(a, &weights[n]);
-  free(inputs);
-  free(weights);
-  return status;
-}
-
-static void evaluate(fixture *f, results *out) {
+static void evaluate(fixture *f, pass_test_outputs *out) {
   int64_t symbols[16];
   memcpy(symbols, f->symbols, sizeof(symbols));
   for (uint32_t s = 0; s < f->graph->symbol_count; s++)
     if (symbols[s] < 0)
       symbols[s] = 3;
-  attn_status status = evaluate_with(f, symbols, out);
+  attn_status status = pass_test_evaluate(f->graph, symbols, &data, &data, &f->diag, out);
   if (status != ATTN_OK)
     attn_diag_write(&f->diag, stderr);
   assert_int_equal(status, ATTN_OK);
 }
 
-static void results_free(results *r) {
-  for (uint32_t i = 0; i < r->count; i++)
-    attn_tensor_free(attn_allocator_system(), &r->outputs[i]);
-  r->count = 0;
-}
-
-// The outputs agree: bit for bit when `is_exact`, else floats within `tolerance` relative L2
-// and everything else exactly.
-static void compare(const results *before, const results *after, bool is_exact) {
-  assert_int_equal(before->count, after->count);
-  for (uint32_t o = 0; o < before->count; o++) {
-    const attn_tensor *x = &before->outputs[o], *y = &after->outputs[o];
-    assert_int_equal(x->dtype, y->dtype);
-    assert_int_equal(x->rank, y->rank);
-    for (uint32_t d = 0; d < x->rank; d++)
-      assert_int_equal(x->dims[d], y->dims[d]);
-    size_t size = 0;
-    assert_true(attn_tensor_size_bytes(x, &size));
-    if (is_exact || !attn_dtype_is_float(x->dtype)) {
-      assert_memory_equal(x->data, y->data, size ? size : 1);
-      continue;
-    }
-    double diff = 0.0, norm = 0.0;
-    for (int64_t i = 0; i < attn_tensor_element_count(x); i++) {
-      double a = attn_tensor_get_f64(x, i), b = attn_tensor_get_f64(y, i);
-      diff += (a - b) * (a - b);
-      norm += a * a;
-    }
-    double rel = norm > 0.0 ? sqrt(diff / norm) : sqrt(diff);
-    if (!(rel <= tolerance)) {
-      fprintf(stderr, "output %u: relative L2 %.3g > %.1g\n", o, rel, tolerance);
-      fail();
-    }
-  }
-}
-
-// Runs `pipeline` over the fixture's graph and checks the outputs before and after.
+// Runs `pipeline` over the fixture's graph and checks the outputs before and after: bit for bit
+// when `is_exact`, else within `tolerance`.
 static void run_and_compare(fixture *f, const char *pipeline, bool is_exact) {
-  results before = {0}, after = {0};
+  pass_test_outputs before = {0}, after = {0};
   evaluate(f, &before);
   run_ok(f, pipeline);
   evaluate(f, &after);
-  compare(&before, &after, is_exact);
-  results_free(&before);
-  results_free(&after);
+  pass_test_compare(pipeline, &before, &after, tolerance, is_exact ? PASS_TEST_EXACT : 0);
+  pass_test_outputs_free(&before);
+  pass_test_outputs_free(&after);
 }
 
 // ---- fold-constants ----------------------------------------------------------------------------
@@ -531,22 +436,12 @@ static void specialize_shapes_keeps_unbound_symbols(void **state) {
   assert_string_equal(text, "T_past");
 }
 
-static char *print_graph(const attn_graph *graph) {
-  char *text = NULL;
-  size_t size = 0;
-  FILE *out = open_memstream(&text, &size);
-  assert_non_null(out);
-  assert_int_equal(attn_graph_print(graph, out), ATTN_OK);
-  fclose(out);
-  return text;
-}
-
 static void specialize_shapes_without_bindings_changes_nothing(void **state) {
   fixture *f = *state;
   parse(f, decode_text);
-  char *before = print_graph(f->graph);
+  char *before = pass_test_print(f->graph);
   run_ok(f, "specialize-shapes");
-  char *after = print_graph(f->graph);
+  char *after = pass_test_print(f->graph);
   assert_string_equal(before, after);
   free(before);
   free(after);
@@ -638,7 +533,7 @@ static attn_status run_failing_at(long fail, bool is_single, long *out_requests,
   *out_requests = allocator.requests - parsed;
   allocator.fail_at = -1;
   allocator.counter.fail_after = -1;
-  *out_text = status == ATTN_OK ? print_graph(graph) : NULL;
+  *out_text = status == ATTN_OK ? pass_test_print(graph) : NULL;
   if (status != ATTN_OK && status != ATTN_ERROR_OUT_OF_MEMORY)
     attn_diag_write(&diag, stderr);
   attn_pipeline_deinit(&pipeline);

@@ -19,9 +19,9 @@
 #include "ir/print.h"
 #include "passes/pass.h"
 #include "runtime/tensor/weights.h"
-#include "tests/unit/passes/test_random.h"
+#include "tests/unit/passes/pass_test_util.h"
 
-enum { MAX_OUTPUTS = 16, SYMBOL_DEFAULT = 5 };
+enum { SYMBOL_DEFAULT = 5 };
 
 typedef struct model_case {
   const char *model;
@@ -118,24 +118,6 @@ static attn_graph *parse_text(const char *text, attn_allocator allocator, attn_d
     attn_diag_write(diag, stderr);
   assert_int_equal(status, ATTN_OK);
   return graph;
-}
-
-static int64_t *symbol_values_for(const attn_graph *graph, const char *bindings) {
-  int64_t *values = calloc(graph->symbol_count + 1, sizeof(*values));
-  assert_non_null(values);
-  for (uint32_t s = 0; s < graph->symbol_count; s++) {
-    values[s] = SYMBOL_DEFAULT;
-    const char *name = attn_graph_symbol_name(graph, s);
-    size_t length = strlen(name);
-    for (const char *p = bindings; p && *p;) {
-      const char *end = strchr(p, ',');
-      size_t item = end ? (size_t)(end - p) : strlen(p);
-      if (item > length && strncmp(p, name, length) == 0 && p[length] == '=')
-        values[s] = strtoll(p + length + 1, NULL, 10);
-      p += item + (end ? 1 : 0);
-    }
-  }
-  return values;
 }
 
 static attn_status run_passes(attn_graph *graph, const char *text, const int64_t *symbols) {
@@ -502,65 +484,6 @@ static void check_plan(const attn_graph *graph, const int64_t *symbols) {
   free(capacity);
 }
 
-// ---- evaluation --------------------------------------------------------------------------------
-
-static void fill(attn_tensor *tensor, uint64_t seed, int64_t int_bound, double scale) {
-  uint64_t state = seed;
-  int64_t count = attn_tensor_element_count(tensor);
-  for (int64_t i = 0; i < count; i++) {
-    uint64_t r = next_random(&state);
-    double v;
-    if (tensor->dtype == ATTN_DTYPE_BOOL)
-      v = (double)(r & 1);
-    else if (tensor->dtype == ATTN_DTYPE_I64 || tensor->dtype == ATTN_DTYPE_I32 ||
-             tensor->dtype == ATTN_DTYPE_I8)
-      v = int_bound > 0 ? (double)(r % (uint64_t)int_bound) : 0.0;
-    else
-      v = scale * ((double)(r >> 11) * 0x1.0p-52 - 1.0);
-    attn_tensor_set_f64(tensor, i, v);
-  }
-}
-
-// Runs `graph` on inputs seeded by name and weights seeded by their names.
-static void evaluate(const attn_graph *graph, const int64_t *symbols, int64_t int_bound,
-                     attn_tensor *outputs) {
-  attn_allocator a = attn_allocator_system();
-  attn_tensor *inputs = calloc(graph->input_count + 1, sizeof(*inputs));
-  attn_tensor *weights = calloc(graph->node_count, sizeof(*weights));
-  assert_true(inputs && weights);
-  for (uint32_t i = 0; i < graph->input_count; i++) {
-    const attn_value *v = attn_graph_value(graph, graph->inputs[i]);
-    int64_t dims[ATTN_MAX_RANK];
-    for (uint32_t d = 0; d < v->type.rank; d++)
-      assert_int_equal(attn_graph_dim_eval(graph, v->type.dims[d], symbols, &dims[d]), ATTN_OK);
-    assert_int_equal(attn_tensor_alloc(a, v->type.dtype, v->type.rank, dims, &inputs[i]), ATTN_OK);
-    fill(&inputs[i], hash_text(v->name) + i, int_bound, 1.0);
-  }
-  for (uint32_t n = 1; n < graph->node_count; n++) {
-    const attn_node *node = &graph->nodes[n];
-    if (node->is_dead || node->op != ATTN_OP_WEIGHT)
-      continue;
-    const attn_weight_attrs *w = node->attrs;
-    int64_t dims[ATTN_MAX_RANK];
-    for (uint32_t d = 0; d < w->type.rank; d++)
-      dims[d] = w->type.dims[d];
-    assert_int_equal(attn_tensor_alloc(a, w->type.dtype, w->type.rank, dims, &weights[n]), ATTN_OK);
-    fill(&weights[n], hash_text(w->names[0]), 4, 0.25);
-  }
-  assert_true(graph->output_count <= MAX_OUTPUTS);
-  attn_interp_args args = {inputs, weights, symbols};
-  attn_status status = attn_interp_run(graph, &args, a, graph->diag, outputs);
-  if (status != ATTN_OK)
-    attn_diag_write(graph->diag, stderr);
-  assert_int_equal(status, ATTN_OK);
-  for (uint32_t i = 0; i < graph->input_count; i++)
-    attn_tensor_free(a, &inputs[i]);
-  for (uint32_t n = 1; n < graph->node_count; n++)
-    attn_tensor_free(a, &weights[n]);
-  free(inputs);
-  free(weights);
-}
-
 // ---- the model tests ---------------------------------------------------------------------------
 
 static void models_are_partitioned_completely_contiguously_and_convexly(void **state) {
@@ -570,7 +493,7 @@ static void models_are_partitioned_completely_contiguously_and_convexly(void **s
     attn_diag diag;
     attn_diag_init(&diag, attn_allocator_system());
     attn_graph *graph = load_model(c, &diag);
-    int64_t *symbols = symbol_values_for(graph, c->bindings);
+    int64_t *symbols = pass_test_symbols(graph, c->bindings, SYMBOL_DEFAULT);
     expect_passes(graph, "partition", symbols);
     check_complete_and_contiguous(graph);
     check_convex(graph);
@@ -598,7 +521,7 @@ static void models_get_a_valid_memory_plan(void **state) {
     attn_diag diag;
     attn_diag_init(&diag, attn_allocator_system());
     attn_graph *graph = load_model(c, &diag);
-    int64_t *symbols = symbol_values_for(graph, c->bindings);
+    int64_t *symbols = pass_test_symbols(graph, c->bindings, SYMBOL_DEFAULT);
     expect_passes(graph, "partition,plan-memory", symbols);
     check_partition(graph);
     check_plan(graph, symbols);
@@ -631,24 +554,19 @@ static void models_keep_exact_numerics(void **state) {
     attn_diag diag;
     attn_diag_init(&diag, attn_allocator_system());
     attn_graph *graph = load_model(c, &diag);
-    int64_t *symbols = symbol_values_for(graph, c->bindings);
-    attn_tensor before[MAX_OUTPUTS] = {0}, after[MAX_OUTPUTS] = {0};
-    evaluate(graph, symbols, c->int_bound, before);
+    int64_t *symbols = pass_test_symbols(graph, c->bindings, SYMBOL_DEFAULT);
+    // Inputs: floats in [-1, 1), ids below int_bound; weights small.
+    pass_test_data input_data = {1.0, c->int_bound, false}, weight_data = {0.25, 4, false};
+    pass_test_outputs before = {0}, after = {0};
+    assert_int_equal(pass_test_evaluate(graph, symbols, &input_data, &weight_data, &diag, &before),
+                     ATTN_OK);
     expect_passes(graph, "partition,plan-memory", symbols);
-    evaluate(graph, symbols, c->int_bound, after);
-    for (uint32_t o = 0; o < graph->output_count; o++) {
-      size_t size_before, size_after;
-      assert_int_equal(before[o].dtype, after[o].dtype);
-      assert_int_equal(before[o].rank, after[o].rank);
-      assert_memory_equal(before[o].dims, after[o].dims, before[o].rank * sizeof(int64_t));
-      assert_true(attn_tensor_size_bytes(&before[o], &size_before));
-      assert_true(attn_tensor_size_bytes(&after[o], &size_after));
-      assert_int_equal(size_before, size_after);
-      assert_true(size_before > 0);
-      assert_memory_equal(before[o].data, after[o].data, size_before);
-      attn_tensor_free(attn_allocator_system(), &before[o]);
-      attn_tensor_free(attn_allocator_system(), &after[o]);
-    }
+    assert_int_equal(pass_test_evaluate(graph, symbols, &input_data, &weight_data, &diag, &after),
+                     ATTN_OK);
+    assert_true(before.count > 0);
+    pass_test_compare(c->model, &before, &after, 0.0, PASS_TEST_EXACT);
+    pass_test_outputs_free(&before);
+    pass_test_outputs_free(&after);
     free(symbols);
     attn_graph_destroy(graph);
     attn_diag_deinit(&diag);
@@ -663,7 +581,7 @@ static void gpt2_fuses_epilogues_and_adds_residuals_in_place(void **state) {
   attn_diag diag;
   attn_diag_init(&diag, attn_allocator_system());
   attn_graph *graph = load_model(c, &diag);
-  int64_t *symbols = symbol_values_for(graph, c->bindings);
+  int64_t *symbols = pass_test_symbols(graph, c->bindings, SYMBOL_DEFAULT);
   expect_passes(graph, "partition,plan-memory", symbols);
   uint32_t gelus = 0, residuals = 0;
   for (uint32_t n = 1; n < graph->node_count; n++) {
@@ -691,17 +609,6 @@ static void gpt2_fuses_epilogues_and_adds_residuals_in_place(void **state) {
 }
 
 // ---- small graphs ------------------------------------------------------------------------------
-
-// Prints `graph` into a malloc'ed string.
-static char *print_to_string(const attn_graph *graph) {
-  char *text = NULL;
-  size_t size = 0;
-  FILE *out = open_memstream(&text, &size);
-  assert_non_null(out);
-  assert_int_equal(attn_graph_print(graph, out), ATTN_OK);
-  fclose(out);
-  return text;
-}
 
 // `text` without the kernel comment lines and the buffer comments after nodes.
 static char *strip_plan_comments(const char *text) {
@@ -732,13 +639,13 @@ static void printed_plan_parses_back(void **state) {
   const model_case *c = &model_cases[2];
   attn_graph *graph = load_model(c, &diag);
   expect_passes(graph, "partition,plan-memory", NULL);
-  char *printed = print_to_string(graph);
+  char *printed = pass_test_print(graph);
   assert_non_null(strstr(printed, "  # kernel k1 gather: gather\n"));
   assert_non_null(strstr(printed, "  # buffer b"));
   attn_graph *again = parse_text(printed, attn_allocator_system(), &diag);
   assert_int_equal(again->kernel_count, 0);
   assert_int_equal(again->buffer_count, 0);
-  char *reprinted = print_to_string(again);
+  char *reprinted = pass_test_print(again);
   char *stripped = strip_plan_comments(printed);
   assert_string_equal(reprinted, stripped);
   free(printed);

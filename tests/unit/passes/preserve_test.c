@@ -21,9 +21,9 @@
 #include "ir/print.h"
 #include "passes/pass.h"
 #include "runtime/tensor/weights.h"
-#include "tests/unit/passes/test_random.h"
+#include "tests/unit/passes/pass_test_util.h"
 
-enum { MAX_OUTPUTS = 16, SYMBOL_DEFAULT = 6 };
+enum { SYMBOL_DEFAULT = 6 };
 
 static const double tolerance = 1e-5;
 
@@ -49,126 +49,18 @@ static double uniform(uint64_t *state) { // [-1, 1)
   return (double)(next_random(state) >> 11) * 0x1.0p-52 - 1.0;
 }
 
-static void fill(attn_tensor *tensor, uint64_t seed, int64_t int_bound, double scale) {
-  uint64_t state = seed;
-  int64_t count = attn_tensor_element_count(tensor);
-  for (int64_t i = 0; i < count; i++) {
-    double v;
-    if (tensor->dtype == ATTN_DTYPE_BOOL)
-      v = (double)(next_random(&state) & 1);
-    else if (tensor->dtype == ATTN_DTYPE_I64 || tensor->dtype == ATTN_DTYPE_I32 ||
-             tensor->dtype == ATTN_DTYPE_I8)
-      v = int_bound > 0 ? (double)(next_random(&state) % (uint64_t)int_bound) : 0.0;
-    else
-      v = scale * uniform(&state);
-    attn_tensor_set_f64(tensor, i, v);
-  }
-}
-
 // ---- evaluation ------------------------------------------------------------------------------
 
-typedef struct run_result {
-  attn_tensor outputs[MAX_OUTPUTS];
-  uint32_t count;
-} run_result;
+static const pass_test_data weight_data = {0.25, 4, false};
 
-static void result_free(run_result *r) {
-  for (uint32_t i = 0; i < r->count; i++)
-    attn_tensor_free(attn_allocator_system(), &r->outputs[i]);
-  r->count = 0;
-}
-
-static int64_t *symbol_values_for(const attn_graph *graph, const char *bindings) {
-  int64_t *values = calloc(graph->symbol_count + 1, sizeof(*values));
-  assert_non_null(values);
-  for (uint32_t s = 0; s < graph->symbol_count; s++) {
-    values[s] = SYMBOL_DEFAULT;
-    const char *name = attn_graph_symbol_name(graph, s);
-    size_t length = strlen(name);
-    for (const char *p = bindings; p && *p;) {
-      const char *end = strchr(p, ',');
-      size_t item = end ? (size_t)(end - p) : strlen(p);
-      if (item > length && strncmp(p, name, length) == 0 && p[length] == '=')
-        values[s] = strtoll(p + length + 1, NULL, 10);
-      p += item + (end ? 1 : 0);
-    }
-  }
-  return values;
-}
-
-// Evaluates `graph`; inputs are seeded by their position and name, weights by their names.
-static void evaluate(const attn_graph *graph, const int64_t *symbol_values, int64_t int_bound,
-                     run_result *out, attn_diag *diag) {
-  attn_allocator a = attn_allocator_system();
-  attn_tensor *inputs = calloc(graph->input_count + 1, sizeof(*inputs));
-  attn_tensor *weights = calloc(graph->node_count, sizeof(*weights));
-  assert_true(inputs && weights);
-  for (uint32_t i = 0; i < graph->input_count; i++) {
-    const attn_value *v = attn_graph_value(graph, graph->inputs[i]);
-    int64_t dims[ATTN_MAX_RANK];
-    for (uint32_t d = 0; d < v->type.rank; d++)
-      assert_int_equal(attn_graph_dim_eval(graph, v->type.dims[d], symbol_values, &dims[d]),
-                       ATTN_OK);
-    assert_int_equal(attn_tensor_alloc(a, v->type.dtype, v->type.rank, dims, &inputs[i]), ATTN_OK);
-    fill(&inputs[i], hash_text(v->name) + i, int_bound, 1.0);
-  }
-  for (uint32_t n = 1; n < graph->node_count; n++) {
-    const attn_node *node = &graph->nodes[n];
-    if (node->is_dead || node->op != ATTN_OP_WEIGHT)
-      continue;
-    const attn_weight_attrs *w = node->attrs;
-    int64_t dims[ATTN_MAX_RANK];
-    for (uint32_t d = 0; d < w->type.rank; d++)
-      dims[d] = w->type.dims[d];
-    assert_int_equal(attn_tensor_alloc(a, w->type.dtype, w->type.rank, dims, &weights[n]), ATTN_OK);
-    fill(&weights[n], hash_text(w->names[0]), 4, 0.25);
-  }
-  assert_true(graph->output_count <= MAX_OUTPUTS);
-  attn_interp_args args = {inputs, weights, symbol_values};
-  attn_status status = attn_interp_run(graph, &args, a, diag, out->outputs);
+// Evaluates `graph` (inputs: floats in [-1, 1), integers below `int_bound`).
+static void evaluate(const attn_graph *graph, const int64_t *symbols, int64_t int_bound,
+                     pass_test_outputs *out, attn_diag *diag) {
+  pass_test_data input_data = {1.0, int_bound, false};
+  attn_status status = pass_test_evaluate(graph, symbols, &input_data, &weight_data, diag, out);
   if (status != ATTN_OK)
     attn_diag_write(diag, stderr);
   assert_int_equal(status, ATTN_OK);
-  out->count = graph->output_count;
-  for (uint32_t i = 0; i < graph->input_count; i++)
-    attn_tensor_free(a, &inputs[i]);
-  for (uint32_t n = 1; n < graph->node_count; n++)
-    attn_tensor_free(a, &weights[n]);
-  free(inputs);
-  free(weights);
-}
-
-static void compare(const char *what, const run_result *before, const run_result *after) {
-  assert_int_equal(before->count, after->count);
-  for (uint32_t o = 0; o < before->count; o++) {
-    const attn_tensor *x = &before->outputs[o], *y = &after->outputs[o];
-    assert_int_equal(x->dtype, y->dtype);
-    assert_int_equal(x->rank, y->rank);
-    for (uint32_t d = 0; d < x->rank; d++)
-      assert_int_equal(x->dims[d], y->dims[d]);
-    int64_t count = attn_tensor_element_count(x);
-    bool is_float =
-        x->dtype == ATTN_DTYPE_F32 || x->dtype == ATTN_DTYPE_F16 || x->dtype == ATTN_DTYPE_BF16;
-    double diff = 0.0, norm = 0.0;
-    for (int64_t i = 0; i < count; i++) {
-      double a = attn_tensor_get_f64(x, i), b = attn_tensor_get_f64(y, i);
-      if (!is_float || !isfinite(a)) {
-        if (!(a == b || (isnan(a) && isnan(b)))) {
-          fprintf(stderr, "%s: output %u element %lld: %g before, %g after\n", what, o,
-                  (long long)i, a, b);
-          fail();
-        }
-        continue;
-      }
-      diff += (a - b) * (a - b);
-      norm += a * a;
-    }
-    double rel = norm > 0.0 ? sqrt(diff / norm) : sqrt(diff);
-    if (!(rel <= tolerance)) {
-      fprintf(stderr, "%s: output %u differs, relative L2 %.3g > %.1g\n", what, o, rel, tolerance);
-      fail();
-    }
-  }
 }
 
 // ---- the cases -------------------------------------------------------------------------------
@@ -204,8 +96,8 @@ static void check_pipeline(const graph_case *c, graph_maker make, const void *so
   if (status != ATTN_OK)
     attn_diag_write(&diag, stderr);
   assert_int_equal(status, ATTN_OK);
-  int64_t *symbols = symbol_values_for(graph, c->bindings);
-  run_result before = {0}, after = {0};
+  int64_t *symbols = pass_test_symbols(graph, c->bindings, SYMBOL_DEFAULT);
+  pass_test_outputs before = {0}, after = {0};
   evaluate(graph, symbols, c->int_bound, &before, &diag);
 
   attn_pipeline pipeline;
@@ -219,10 +111,10 @@ static void check_pipeline(const graph_case *c, graph_maker make, const void *so
   evaluate(graph, symbols, c->int_bound, &after, &diag);
   char what[256];
   snprintf(what, sizeof(what), "%s with -p %s", c->name, pipeline_text);
-  compare(what, &before, &after);
+  pass_test_compare(what, &before, &after, tolerance, 0);
 
-  result_free(&before);
-  result_free(&after);
+  pass_test_outputs_free(&before);
+  pass_test_outputs_free(&after);
   attn_pipeline_deinit(&pipeline);
   free(symbols);
   attn_graph_destroy(graph);

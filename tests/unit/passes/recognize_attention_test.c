@@ -18,9 +18,9 @@
 #include "ir/interp.h"
 #include "ir/print.h"
 #include "passes/pass.h"
-#include "tests/unit/passes/test_random.h"
+#include "tests/unit/passes/pass_test_util.h"
 
-enum { MAX_OUTPUTS = 16, MAX_SYMBOLS = 16 };
+enum { MAX_SYMBOLS = 16 };
 
 static const double tolerance = 1e-5;
 
@@ -120,111 +120,33 @@ static const attn_type *input_type(const fixture *f, const attn_node *node, uint
 
 // ---- evaluation ---------------------------------------------------------------------------------
 
-typedef struct results {
-  attn_tensor outputs[MAX_OUTPUTS];
-  uint32_t count;
-} results;
+// Inputs and weights: floats in [-2, 2), integers in [0, 4), bools with the first element of
+// every last-axis row true (a padding mask that keeps a key in every row).
+static const pass_test_data data = {2.0, 4, true};
 
-// Random data seeded by `seed`: floats in [-2, 2), integers in [0, 4), bools with the first
-// element of every last-axis row true (a padding mask that keeps a key in every row).
-static void fill(attn_tensor *tensor, uint64_t seed) {
-  uint64_t state = seed;
-  int64_t count = attn_tensor_element_count(tensor);
-  int64_t row = tensor->rank ? tensor->dims[tensor->rank - 1] : 1;
-  for (int64_t i = 0; i < count; i++) {
-    uint64_t r = next_random(&state);
-    double v = attn_dtype_is_float(tensor->dtype) ? (double)(r >> 11) * 0x1.0p-51 - 2.0
-               : tensor->dtype == ATTN_DTYPE_BOOL ? (double)((r & 1) || i % row == 0)
-                                                  : (double)(r % 4);
-    attn_tensor_set_f64(tensor, i, v);
-  }
-}
-
-// Evaluates the fixture's graph; inputs are seeded by name, weights by their first name, so the
-// graph after the pass reads the same data as before it. Unbound symbols take 5.
-static void evaluate(fixture *f, results *out) {
-  const attn_graph *graph = f->graph;
-  attn_allocator a = attn_allocator_system();
-  attn_tensor *inputs = calloc(graph->input_count + 1, sizeof(*inputs));
-  attn_tensor *weights = calloc(graph->node_count, sizeof(*weights));
-  assert_true(inputs && weights);
+// Evaluates the fixture's graph; unbound symbols take 5.
+static void evaluate(fixture *f, pass_test_outputs *out) {
   int64_t bound[MAX_SYMBOLS];
   for (uint32_t s = 0; s < MAX_SYMBOLS; s++)
     bound[s] = f->symbols[s] < 0 ? 5 : f->symbols[s];
-  for (uint32_t i = 0; i < graph->input_count; i++) {
-    const attn_value *v = attn_graph_value(graph, graph->inputs[i]);
-    int64_t dims[ATTN_MAX_RANK];
-    for (uint32_t d = 0; d < v->type.rank; d++)
-      assert_int_equal(attn_graph_dim_eval(graph, v->type.dims[d], bound, &dims[d]), ATTN_OK);
-    assert_int_equal(attn_tensor_alloc(a, v->type.dtype, v->type.rank, dims, &inputs[i]), ATTN_OK);
-    fill(&inputs[i], hash_text(v->name));
-  }
-  for (uint32_t n = 1; n < graph->node_count; n++) {
-    const attn_node *node = &graph->nodes[n];
-    if (node->is_dead || node->op != ATTN_OP_WEIGHT)
-      continue;
-    const attn_weight_attrs *w = node->attrs;
-    assert_int_equal(attn_tensor_alloc(a, w->type.dtype, w->type.rank, w->type.dims, &weights[n]),
-                     ATTN_OK);
-    fill(&weights[n], hash_text(w->names[0]));
-  }
-  assert_true(graph->output_count <= MAX_OUTPUTS);
-  attn_interp_args args = {inputs, weights, bound};
-  attn_status status = attn_interp_run(graph, &args, a, &f->diag, out->outputs);
+  attn_status status = pass_test_evaluate(f->graph, bound, &data, &data, &f->diag, out);
   if (status != ATTN_OK)
     attn_diag_write(&f->diag, stderr);
   assert_int_equal(status, ATTN_OK);
-  out->count = graph->output_count;
-  for (uint32_t i = 0; i < graph->input_count; i++)
-    attn_tensor_free(a, &inputs[i]);
-  for (uint32_t n = 1; n < graph->node_count; n++)
-    attn_tensor_free(a, &weights[n]);
-  free(inputs);
-  free(weights);
-}
-
-static void results_free(results *r) {
-  for (uint32_t i = 0; i < r->count; i++)
-    attn_tensor_free(attn_allocator_system(), &r->outputs[i]);
-  r->count = 0;
-}
-
-// Every output agrees within `tolerance` relative L2, and none is NaN or infinite.
-static void compare(const results *before, const results *after) {
-  assert_int_equal(before->count, after->count);
-  for (uint32_t o = 0; o < before->count; o++) {
-    const attn_tensor *x = &before->outputs[o], *y = &after->outputs[o];
-    assert_int_equal(x->dtype, y->dtype);
-    assert_int_equal(x->rank, y->rank);
-    for (uint32_t d = 0; d < x->rank; d++)
-      assert_int_equal(x->dims[d], y->dims[d]);
-    double diff = 0.0, norm = 0.0;
-    for (int64_t i = 0; i < attn_tensor_element_count(x); i++) {
-      double a = attn_tensor_get_f64(x, i), b = attn_tensor_get_f64(y, i);
-      assert_true(isfinite(a) && isfinite(b));
-      diff += (a - b) * (a - b);
-      norm += a * a;
-    }
-    double rel = norm > 0.0 ? sqrt(diff / norm) : sqrt(diff);
-    if (!(rel <= tolerance)) {
-      fprintf(stderr, "output %u: relative L2 %.3g > %.1g\n", o, rel, tolerance);
-      fail();
-    }
-  }
 }
 
 // Runs `pipeline` over the fixture's graph and checks the outputs before and after.
 static void run_and_compare(fixture *f, const char *pipeline) {
-  results before = {0}, after = {0};
+  pass_test_outputs before = {0}, after = {0};
   evaluate(f, &before);
   attn_status status = run_passes(f, pipeline);
   if (status != ATTN_OK)
     attn_diag_write(&f->diag, stderr);
   assert_int_equal(status, ATTN_OK);
   evaluate(f, &after);
-  compare(&before, &after);
-  results_free(&before);
-  results_free(&after);
+  pass_test_compare(pipeline, &before, &after, tolerance, PASS_TEST_FINITE);
+  pass_test_outputs_free(&before);
+  pass_test_outputs_free(&after);
 }
 
 // ---- the golden files ---------------------------------------------------------------------------
@@ -597,16 +519,6 @@ static void *single_failure_realloc(void *self, void *ptr, size_t old_size, size
   return parent.realloc_fn(parent.self, ptr, old_size, new_size);
 }
 
-static char *print_graph(const attn_graph *graph) {
-  char *text = NULL;
-  size_t size = 0;
-  FILE *out = open_memstream(&text, &size);
-  assert_non_null(out);
-  assert_int_equal(attn_graph_print(graph, out), ATTN_OK);
-  fclose(out);
-  return text;
-}
-
 // Runs the pass over `path` (or `text` when path is NULL) with allocation `fail` of the pass
 // failing (never, when negative), and with `is_single` false every one after it too. Returns the
 // status, the number of allocations the pass made and, on success, the printed result.
@@ -635,7 +547,7 @@ static attn_status run_failing_at(const char *path, const char *text, long fail,
   *out_requests = allocator.requests - parsed;
   allocator.fail_at = -1;
   allocator.counter.fail_after = -1;
-  *out_text = status == ATTN_OK ? print_graph(graph) : NULL;
+  *out_text = status == ATTN_OK ? pass_test_print(graph) : NULL;
   if (status != ATTN_OK && status != ATTN_ERROR_OUT_OF_MEMORY)
     attn_diag_write(&diag, stderr);
   attn_pipeline_deinit(&pipeline);
