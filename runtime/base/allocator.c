@@ -76,7 +76,8 @@ static void *counting_realloc(void *self, void *ptr, size_t old_size, size_t new
   }
   if (counter->fail_after >= 0 && (long)counter->total_requests >= counter->fail_after)
     return NULL;
-  counter->total_requests++;
+  if ((long)counter->total_requests++ == counter->fail_at)
+    return NULL;
   void *result = counter->parent.realloc_fn(counter->parent.self, ptr, old_size, new_size);
   if (!result)
     return NULL;
@@ -93,6 +94,7 @@ void attn_counting_allocator_init(attn_counting_allocator *counter, attn_allocat
   memset(counter, 0, sizeof(*counter));
   counter->parent = parent;
   counter->fail_after = -1;
+  counter->fail_at = -1;
 }
 
 attn_allocator attn_counting_allocator_get(attn_counting_allocator *counter) {

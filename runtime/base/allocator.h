@@ -23,8 +23,7 @@ attn_allocator attn_allocator_system(void);
 void *attn_allocator_alloc(attn_allocator allocator, size_t size);
 // Zero-filled. Fails (NULL) when count * size overflows.
 void *attn_allocator_calloc(attn_allocator allocator, size_t count, size_t size);
-void *attn_allocator_realloc(attn_allocator allocator, void *ptr, size_t old_size,
-                             size_t new_size);
+void *attn_allocator_realloc(attn_allocator allocator, void *ptr, size_t old_size, size_t new_size);
 // No-op for NULL.
 void attn_allocator_free(attn_allocator allocator, void *ptr, size_t size);
 
@@ -34,13 +33,16 @@ _Bool attn_array_reserve(attn_allocator allocator, void **inout_items, size_t *i
                          size_t needed, size_t item_size);
 
 // A counting allocator for tests and fault injection. It tracks live bytes and blocks, and
-// fails every request after `fail_after` successful ones (fail_after < 0: never fails).
+// fails every request after `fail_after` successful ones (fail_after < 0: never fails), or only
+// request number `fail_at` (counting from 0; < 0: none), so that a failure a caller swallows
+// shows up as a wrong result instead of being hidden by the failures after it.
 typedef struct attn_counting_allocator {
   attn_allocator parent;
   size_t live_bytes;
   size_t live_blocks;
-  size_t total_requests;
+  size_t total_requests; // allocations and resizes made, the one failed by fail_at included
   long fail_after;
+  long fail_at;
 } attn_counting_allocator;
 
 void attn_counting_allocator_init(attn_counting_allocator *counter, attn_allocator parent);

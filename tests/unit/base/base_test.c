@@ -46,6 +46,31 @@ static void arena_reports_out_of_memory(void **state) {
   assert_int_equal(counter.live_blocks, 0);
 }
 
+static void counting_allocator_fails_one_request_or_all_after(void **state) {
+  (void)state;
+  attn_counting_allocator counter;
+  attn_counting_allocator_init(&counter, attn_allocator_system());
+  attn_allocator a = attn_counting_allocator_get(&counter);
+  void *blocks[4] = {NULL};
+  counter.fail_at = 1; // only the second request fails
+  for (int i = 0; i < 4; i++)
+    blocks[i] = attn_allocator_alloc(a, 16);
+  assert_non_null(blocks[0]);
+  assert_null(blocks[1]);
+  assert_non_null(blocks[2]);
+  assert_non_null(blocks[3]);
+  assert_int_equal(counter.total_requests, 4);
+  assert_int_equal(counter.live_blocks, 3);
+  counter.fail_at = -1;
+  counter.fail_after = 4; // every request from the fifth on fails
+  assert_null(attn_allocator_alloc(a, 16));
+  assert_null(attn_allocator_alloc(a, 16));
+  for (int i = 0; i < 4; i++)
+    attn_allocator_free(a, blocks[i], blocks[i] ? 16 : 0);
+  assert_int_equal(counter.live_bytes, 0);
+  assert_int_equal(counter.live_blocks, 0);
+}
+
 static void diag_prints_location_and_caret(void **state) {
   (void)state;
   attn_diag diag;
@@ -134,6 +159,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(arena_returns_aligned_memory_and_frees_everything),
       cmocka_unit_test(arena_reports_out_of_memory),
+      cmocka_unit_test(counting_allocator_fails_one_request_or_all_after),
       cmocka_unit_test(diag_prints_location_and_caret),
       cmocka_unit_test(diag_survives_allocation_failures),
       cmocka_unit_test(half_conversions_round_to_nearest_even),

@@ -486,35 +486,17 @@ static void generic_pipeline_keeps_numerics(void **state) {
   assert_int_equal(count_op(f->graph, ATTN_OP_SQRT), 0);
 }
 
-// An allocator that fails request number `fail_at` only (counting from 0; never when negative),
-// so that a failure a pass swallows shows up as a different result instead of being hidden by
-// the failures after it. Frees always succeed.
-typedef struct single_failure {
-  attn_counting_allocator counter;
-  long fail_at;
-  long requests;
-} single_failure;
-
-static void *single_failure_realloc(void *self, void *ptr, size_t old_size, size_t new_size) {
-  single_failure *s = self;
-  attn_allocator parent = attn_counting_allocator_get(&s->counter);
-  if (new_size > 0 && s->requests++ == s->fail_at)
-    return NULL;
-  return parent.realloc_fn(parent.self, ptr, old_size, new_size);
-}
-
 // Runs the generic pipeline over pipeline_text with T = 8. Allocation `fail` of the passes fails
 // (never, when negative), and with `is_single` false every one after it too. Returns the status,
 // the number of allocations the passes made and, on success, the printed result.
 static attn_status run_failing_at(long fail, bool is_single, long *out_requests, char **out_text) {
-  single_failure allocator = {.fail_at = -1};
-  attn_counting_allocator_init(&allocator.counter, attn_allocator_system());
+  attn_counting_allocator counter;
+  attn_counting_allocator_init(&counter, attn_allocator_system());
   attn_diag diag;
   attn_diag_init(&diag, attn_allocator_system());
   attn_graph *graph = NULL;
   assert_int_equal(attn_parse_text("t.attn", pipeline_text, strlen(pipeline_text), NULL,
-                                   (attn_allocator){&allocator, single_failure_realloc}, &diag,
-                                   &graph),
+                                   attn_counting_allocator_get(&counter), &diag, &graph),
                    ATTN_OK);
   attn_pipeline pipeline;
   assert_int_equal(attn_pipeline_parse(generic_pipeline, attn_allocator_system(), &diag, &pipeline),
@@ -524,22 +506,22 @@ static attn_status run_failing_at(long fail, bool is_single, long *out_requests,
   assert_true(attn_graph_find_symbol(graph, "T", &t));
   symbols[t] = 8;
   attn_pipeline_run_options options = {.verify_each = true, .symbol_values = symbols};
-  long parsed = allocator.requests;
+  long parsed = (long)counter.total_requests;
   if (fail >= 0 && is_single)
-    allocator.fail_at = parsed + fail;
+    counter.fail_at = parsed + fail;
   else if (fail >= 0)
-    allocator.counter.fail_after = (long)allocator.counter.total_requests + fail;
+    counter.fail_after = parsed + fail;
   attn_status status = attn_pipeline_run(&pipeline, graph, &options);
-  *out_requests = allocator.requests - parsed;
-  allocator.fail_at = -1;
-  allocator.counter.fail_after = -1;
+  *out_requests = (long)counter.total_requests - parsed;
+  counter.fail_at = -1;
+  counter.fail_after = -1;
   *out_text = status == ATTN_OK ? pass_test_print(graph) : NULL;
   if (status != ATTN_OK && status != ATTN_ERROR_OUT_OF_MEMORY)
     attn_diag_write(&diag, stderr);
   attn_pipeline_deinit(&pipeline);
   attn_graph_destroy(graph);
   attn_diag_deinit(&diag);
-  assert_int_equal(allocator.counter.live_bytes, 0);
+  assert_int_equal(counter.live_bytes, 0);
   return status;
 }
 

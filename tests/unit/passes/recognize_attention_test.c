@@ -503,30 +503,14 @@ static void constant_masks_are_read_as_used(void **state) {
 
 // ---- allocation failures ------------------------------------------------------------------------
 
-// An allocator that fails request number `fail_at` only (counting from 0; never when negative),
-// so that a failure the pass swallowed would show as a different result. Frees always succeed.
-typedef struct single_failure {
-  attn_counting_allocator counter;
-  long fail_at;
-  long requests;
-} single_failure;
-
-static void *single_failure_realloc(void *self, void *ptr, size_t old_size, size_t new_size) {
-  single_failure *s = self;
-  attn_allocator parent = attn_counting_allocator_get(&s->counter);
-  if (new_size > 0 && s->requests++ == s->fail_at)
-    return NULL;
-  return parent.realloc_fn(parent.self, ptr, old_size, new_size);
-}
-
 // Runs the pass over `path` (or `text` when path is NULL) with allocation `fail` of the pass
 // failing (never, when negative), and with `is_single` false every one after it too. Returns the
 // status, the number of allocations the pass made and, on success, the printed result.
 static attn_status run_failing_at(const char *path, const char *text, long fail, bool is_single,
                                   long *out_requests, char **out_text) {
-  single_failure allocator = {.fail_at = -1};
-  attn_counting_allocator_init(&allocator.counter, attn_allocator_system());
-  attn_allocator a = {&allocator, single_failure_realloc};
+  attn_counting_allocator counter;
+  attn_counting_allocator_init(&counter, attn_allocator_system());
+  attn_allocator a = attn_counting_allocator_get(&counter);
   attn_diag diag;
   attn_diag_init(&diag, attn_allocator_system());
   attn_graph *graph = NULL;
@@ -538,22 +522,22 @@ static attn_status run_failing_at(const char *path, const char *text, long fail,
       attn_pipeline_parse("recognize-attention", attn_allocator_system(), &diag, &pipeline),
       ATTN_OK);
   attn_pipeline_run_options options = {.verify_each = true};
-  long parsed = allocator.requests;
+  long parsed = (long)counter.total_requests;
   if (fail >= 0 && is_single)
-    allocator.fail_at = parsed + fail;
+    counter.fail_at = parsed + fail;
   else if (fail >= 0)
-    allocator.counter.fail_after = (long)allocator.counter.total_requests + fail;
+    counter.fail_after = parsed + fail;
   status = attn_pipeline_run(&pipeline, graph, &options);
-  *out_requests = allocator.requests - parsed;
-  allocator.fail_at = -1;
-  allocator.counter.fail_after = -1;
+  *out_requests = (long)counter.total_requests - parsed;
+  counter.fail_at = -1;
+  counter.fail_after = -1;
   *out_text = status == ATTN_OK ? pass_test_print(graph) : NULL;
   if (status != ATTN_OK && status != ATTN_ERROR_OUT_OF_MEMORY)
     attn_diag_write(&diag, stderr);
   attn_pipeline_deinit(&pipeline);
   attn_graph_destroy(graph);
   attn_diag_deinit(&diag);
-  assert_int_equal(allocator.counter.live_bytes, 0);
+  assert_int_equal(counter.live_bytes, 0);
   return status;
 }
 
