@@ -345,23 +345,24 @@ attn_status attn_eval_iota(attn_eval_ctx *ctx) {
 // ---- the driver ------------------------------------------------------------------------------
 
 // Concrete dims of `type`; on failure records why at `loc` (for `what`).
-static attn_status eval_type(interp_state *st, const attn_type *type, attn_loc loc,
-                             const char *what, attn_tensor *out) {
+static attn_status eval_type(const attn_graph *graph, const int64_t *symbols, attn_diag *diag,
+                             const attn_type *type, attn_loc loc, const char *what,
+                             attn_tensor *out) {
   memset(out, 0, sizeof(*out));
   out->dtype = type->dtype;
   out->rank = type->rank;
   for (uint32_t d = 0; d < type->rank; d++) {
-    if (attn_graph_dim_eval(st->graph, type->dims[d], st->symbols, &out->dims[d]) == ATTN_OK)
+    if (attn_graph_dim_eval(graph, type->dims[d], symbols, &out->dims[d]) == ATTN_OK)
       continue;
     char text[96];
-    attn_graph_dim_format(st->graph, type->dims[d], text, sizeof(text));
-    const char *symbol = unbound_symbol(st->graph, type->dims[d], st->symbols);
+    attn_graph_dim_format(graph, type->dims[d], text, sizeof(text));
+    const char *symbol = unbound_symbol(graph, type->dims[d], symbols);
     if (symbol)
-      return attn_diag_error(st->diag, loc, ATTN_ERROR_INVALID_ARGUMENT,
+      return attn_diag_error(diag, loc, ATTN_ERROR_INVALID_ARGUMENT,
                              "%s: symbol '%s' is unbound (it is not a dim of any input; give "
                              "its value)",
                              what, symbol);
-    return attn_diag_error(st->diag, loc, ATTN_ERROR_INVALID_ARGUMENT,
+    return attn_diag_error(diag, loc, ATTN_ERROR_INVALID_ARGUMENT,
                            "%s: dim %s is negative or not an exact division with the bound "
                            "symbols",
                            what, text);
@@ -388,98 +389,121 @@ static void collect_symbols(const attn_graph *graph, attn_dim dim, const char **
 }
 
 // "input 'x': expected i64[B, T] (B=2), got i64[2, 3, 4]", listing the bound symbols.
-static attn_status input_mismatch(interp_state *st, uint32_t index, const char *detail) {
-  const attn_value *value = attn_graph_value(st->graph, st->graph->inputs[index]);
-  const attn_tensor *given = &st->args->inputs[index];
+static attn_status input_mismatch(const attn_graph *graph, const attn_tensor *inputs,
+                                  const int64_t *symbols, attn_diag *diag, uint32_t index,
+                                  const char *detail) {
+  const attn_value *value = attn_graph_value(graph, graph->inputs[index]);
+  const attn_tensor *given = &inputs[index];
   char want[192], have[192], bindings[192] = "";
-  attn_graph_type_format(st->graph, &value->type, want, sizeof(want));
+  attn_graph_type_format(graph, &value->type, want, sizeof(want));
   if ((unsigned)given->dtype < ATTN_DTYPE_COUNT && given->rank <= ATTN_MAX_RANK)
     attn_tensor_format_type(given->dtype, given->rank, given->dims, have, sizeof(have));
   else
     snprintf(have, sizeof(have), "an invalid tensor");
   size_t used = 0;
-  const char *symbols[4 * ATTN_MAX_RANK];
+  const char *names[4 * ATTN_MAX_RANK];
   uint32_t symbol_count = 0;
   for (uint32_t d = 0; d < value->type.rank; d++)
-    collect_symbols(st->graph, value->type.dims[d], symbols, &symbol_count, 4 * ATTN_MAX_RANK);
+    collect_symbols(graph, value->type.dims[d], names, &symbol_count, 4 * ATTN_MAX_RANK);
   for (uint32_t i = 0; i < symbol_count && used < sizeof(bindings); i++) {
     uint32_t symbol;
-    if (!attn_graph_find_symbol(st->graph, symbols[i], &symbol) || st->symbols[symbol] < 0)
+    if (!attn_graph_find_symbol(graph, names[i], &symbol) || symbols[symbol] < 0)
       continue;
     used += (size_t)snprintf(bindings + used, sizeof(bindings) - used, "%s%s=%" PRId64,
-                             used ? ", " : " (", symbols[i], st->symbols[symbol]);
+                             used ? ", " : " (", names[i], symbols[symbol]);
   }
   if (used && used < sizeof(bindings))
     snprintf(bindings + used, sizeof(bindings) - used, ")");
-  return attn_diag_error(st->diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_ARGUMENT,
+  return attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_ARGUMENT,
                          "input '%s': expected %s%s, got %s%s", value->name, want, bindings, have,
                          detail);
 }
 
-static attn_status bind_inputs(interp_state *st) {
-  const attn_graph *graph = st->graph;
-  if (graph->input_count && !st->args->inputs)
-    return attn_diag_error(st->diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_ARGUMENT,
+attn_status attn_interp_bind_inputs(const attn_graph *graph, const attn_tensor *inputs,
+                                    int64_t *symbols, attn_diag *diag) {
+  if (graph->input_count && !inputs)
+    return attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_ARGUMENT,
                            "the graph has %u inputs but none were given", graph->input_count);
   // Bind symbols first, so that an input whose dims are expressions (T_past + T) can be
   // checked against symbols bound by a later input.
   for (uint32_t i = 0; i < graph->input_count; i++) {
     const attn_type *type = &attn_graph_value(graph, graph->inputs[i])->type;
-    const attn_tensor *given = &st->args->inputs[i];
+    const attn_tensor *given = &inputs[i];
     if (given->rank != type->rank)
       continue;
     for (uint32_t d = 0; d < type->rank; d++) {
       const attn_dim_expr *e = attn_graph_dim_expr(graph, type->dims[d]);
-      if (e && e->kind == ATTN_DIM_SYMBOL && st->symbols[e->symbol] < 0 && given->dims[d] >= 0)
-        st->symbols[e->symbol] = given->dims[d];
+      if (e && e->kind == ATTN_DIM_SYMBOL && symbols[e->symbol] < 0 && given->dims[d] >= 0)
+        symbols[e->symbol] = given->dims[d];
     }
   }
   for (uint32_t i = 0; i < graph->input_count; i++) {
     attn_value_id id = graph->inputs[i];
     const attn_value *value = attn_graph_value(graph, id);
-    const attn_tensor *given = &st->args->inputs[i];
+    const attn_tensor *given = &inputs[i];
     if ((unsigned)given->dtype >= ATTN_DTYPE_COUNT || given->rank != value->type.rank)
-      return input_mismatch(st, i, "");
+      return input_mismatch(graph, inputs, symbols, diag, i, "");
     for (uint32_t d = 0; d < given->rank; d++) {
       int64_t want;
-      if (attn_graph_dim_eval(graph, value->type.dims[d], st->symbols, &want) != ATTN_OK) {
-        const char *symbol = unbound_symbol(graph, value->type.dims[d], st->symbols);
+      if (attn_graph_dim_eval(graph, value->type.dims[d], symbols, &want) != ATTN_OK) {
+        const char *symbol = unbound_symbol(graph, value->type.dims[d], symbols);
         char detail[128];
         snprintf(detail, sizeof(detail), " (symbol '%s' is unbound)", symbol ? symbol : "?");
-        return input_mismatch(st, i, symbol ? detail : " (a dim does not evaluate)");
+        return input_mismatch(graph, inputs, symbols, diag, i,
+                              symbol ? detail : " (a dim does not evaluate)");
       }
       if (given->dims[d] != want)
-        return input_mismatch(st, i, "");
+        return input_mismatch(graph, inputs, symbols, diag, i, "");
     }
     bool both_int = attn_interp_is_int(given->dtype) && attn_interp_is_int(value->type.dtype);
     if (given->dtype != value->type.dtype && !both_int)
-      return input_mismatch(st, i, "");
+      return input_mismatch(graph, inputs, symbols, diag, i, "");
     int64_t count = attn_tensor_element_count(given);
     if (!given->data && count > 0)
-      return input_mismatch(st, i, " with no data");
+      return input_mismatch(graph, inputs, symbols, diag, i, " with no data");
+  }
+  return ATTN_OK;
+}
+
+// Binds and checks the inputs, then borrows each, or converts it to its declared integer dtype.
+static attn_status bind_inputs(interp_state *st) {
+  const attn_graph *graph = st->graph;
+  ATTN_RETURN_IF_ERROR(attn_interp_bind_inputs(graph, st->args->inputs, st->symbols, st->diag));
+  for (uint32_t i = 0; i < graph->input_count; i++) {
+    attn_value_id id = graph->inputs[i];
+    const attn_value *value = attn_graph_value(graph, id);
+    const attn_tensor *given = &st->args->inputs[i];
     attn_tensor *slot = &st->values[id.index];
-    *slot = *given;
     if (given->dtype == value->type.dtype) {
+      *slot = *given;
       st->states[id.index] = VALUE_BORROWED;
       continue;
     }
-    slot->dtype = value->type.dtype;
-    slot->data = NULL;
-    if (attn_tensor_alloc(st->allocator, value->type.dtype, given->rank, given->dims, slot) !=
-        ATTN_OK)
-      return attn_diag_error(st->diag, ATTN_LOC_NONE, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
+    ATTN_RETURN_IF_ERROR(attn_interp_convert_input(graph, i, given, st->allocator, st->diag, slot));
     st->states[id.index] = VALUE_OWNED;
-    attn_tensor probe = {value->type.dtype, 0, {0}, &(int64_t){0}};
-    for (int64_t e = 0; e < count; e++) {
-      int64_t v = attn_interp_load_int(given, e);
-      attn_interp_store_int(&probe, 0, v);
-      if (attn_interp_load_int(&probe, 0) != v)
-        return attn_diag_error(st->diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_ARGUMENT,
-                               "input '%s': element %" PRId64 " = %" PRId64
-                               " does not fit the declared %s",
-                               value->name, e, v, attn_dtype_name(value->type.dtype));
-      attn_interp_store_int(slot, e, v);
+  }
+  return ATTN_OK;
+}
+
+attn_status attn_interp_convert_input(const attn_graph *graph, uint32_t index,
+                                      const attn_tensor *given, attn_allocator allocator,
+                                      attn_diag *diag, attn_tensor *out) {
+  const attn_value *value = attn_graph_value(graph, graph->inputs[index]);
+  if (attn_tensor_alloc(allocator, value->type.dtype, given->rank, given->dims, out) != ATTN_OK)
+    return attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
+  int64_t count = attn_tensor_element_count(given);
+  attn_tensor probe = {value->type.dtype, 0, {0}, &(int64_t){0}};
+  for (int64_t e = 0; e < count; e++) {
+    int64_t v = attn_interp_load_int(given, e);
+    attn_interp_store_int(&probe, 0, v);
+    if (attn_interp_load_int(&probe, 0) != v) {
+      attn_tensor_free(allocator, out);
+      return attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_ARGUMENT,
+                             "input '%s': element %" PRId64 " = %" PRId64
+                             " does not fit the declared %s",
+                             value->name, e, v, attn_dtype_name(value->type.dtype));
     }
+    attn_interp_store_int(out, e, v);
   }
   return ATTN_OK;
 }
@@ -494,6 +518,52 @@ static void release_value(interp_state *st, uint32_t index) {
 static attn_status internal_error(interp_state *st, const attn_node *node, const char *what) {
   return attn_diag_error(st->diag, node->loc, ATTN_ERROR_INVALID_GRAPH, "%s: %s",
                          attn_op_get_info(node->op) ? attn_op_get_info(node->op)->name : "?", what);
+}
+
+attn_status attn_interp_eval_node(const attn_graph *graph, attn_node_id id,
+                                  const attn_tensor *inputs, const int64_t *symbol_values,
+                                  const attn_tensor *weight, attn_allocator allocator,
+                                  attn_diag *diag, attn_tensor *out_outputs,
+                                  bool *out_is_borrowed) {
+  const attn_node *node = attn_graph_node(graph, id);
+  const attn_op_info *info = attn_op_get_info(node->op);
+  *out_is_borrowed = false;
+  for (uint32_t i = 0; i < node->output_count; i++)
+    memset(&out_outputs[i], 0, sizeof(out_outputs[i]));
+  if (!info)
+    return attn_diag_error(diag, node->loc, ATTN_ERROR_INVALID_GRAPH,
+                           "?: invalid op (run the verifier)");
+  for (uint32_t i = 0; i < node->output_count; i++)
+    ATTN_RETURN_IF_ERROR(eval_type(graph, symbol_values, diag,
+                                   &graph->values[node->outputs[i].index].type, node->loc,
+                                   info->name, &out_outputs[i]));
+  attn_eval_ctx ctx = {
+      .graph = graph,
+      .node = node,
+      .attrs = node->attrs ? node->attrs : attn_attrs_get_info(info->attrs_kind)->defaults,
+      .inputs = inputs,
+      .input_count = node->input_count,
+      .outputs = out_outputs,
+      .output_count = node->output_count,
+      .symbol_values = symbol_values,
+      .weight = weight,
+      .allocator = allocator,
+      .diag = diag,
+  };
+  attn_status status = ATTN_OK;
+  if (!(info->flags & ATTN_OP_LEAF))
+    for (uint32_t i = 0; i < node->output_count && status == ATTN_OK; i++)
+      status = attn_interp_alloc_output(&ctx, i);
+  if (status == ATTN_OK)
+    status = eval_fns[node->op](&ctx);
+  if (status != ATTN_OK) {
+    if (!ctx.is_output_borrowed)
+      for (uint32_t i = 0; i < node->output_count; i++)
+        attn_tensor_free(allocator, &out_outputs[i]);
+    return status;
+  }
+  *out_is_borrowed = ctx.is_output_borrowed;
+  return ATTN_OK;
 }
 
 static attn_status run_node(interp_state *st, uint32_t n) {
@@ -514,43 +584,19 @@ static attn_status run_node(interp_state *st, uint32_t n) {
       return internal_error(st, node, "reads a value that is not computed (run the verifier)");
     inputs[i] = st->values[v];
   }
-  char what[64];
-  snprintf(what, sizeof(what), "%s", info->name);
   for (uint32_t i = 0; i < node->output_count; i++) {
     uint32_t v = node->outputs[i].index;
     if (v == 0 || v >= graph->value_count || st->states[v] != VALUE_PENDING)
       return internal_error(st, node, "output value is invalid (run the verifier)");
-    ATTN_RETURN_IF_ERROR(eval_type(st, &graph->values[v].type, node->loc, what, &outputs[i]));
   }
-  attn_eval_ctx ctx = {
-      .graph = graph,
-      .node = node,
-      .attrs = node->attrs ? node->attrs : attn_attrs_get_info(info->attrs_kind)->defaults,
-      .inputs = inputs,
-      .input_count = node->input_count,
-      .outputs = outputs,
-      .output_count = node->output_count,
-      .symbol_values = st->symbols,
-      .weight = st->args->weights ? &st->args->weights[n] : NULL,
-      .allocator = st->allocator,
-      .diag = st->diag,
-  };
-  attn_status status = ATTN_OK;
-  if (!(info->flags & ATTN_OP_LEAF))
-    for (uint32_t i = 0; i < node->output_count && status == ATTN_OK; i++)
-      status = attn_interp_alloc_output(&ctx, i);
-  if (status == ATTN_OK)
-    status = eval_fns[node->op](&ctx);
-  if (status != ATTN_OK) {
-    if (!ctx.is_output_borrowed)
-      for (uint32_t i = 0; i < node->output_count; i++)
-        attn_tensor_free(st->allocator, &outputs[i]);
-    return status;
-  }
+  bool is_borrowed;
+  ATTN_RETURN_IF_ERROR(attn_interp_eval_node(graph, (attn_node_id){n}, inputs, st->symbols,
+                                             st->args->weights ? &st->args->weights[n] : NULL,
+                                             st->allocator, st->diag, outputs, &is_borrowed));
   for (uint32_t i = 0; i < node->output_count; i++) {
     uint32_t v = node->outputs[i].index;
     st->values[v] = outputs[i];
-    st->states[v] = ctx.is_output_borrowed ? VALUE_BORROWED : VALUE_OWNED;
+    st->states[v] = is_borrowed ? VALUE_BORROWED : VALUE_OWNED;
   }
   // Free what no later node reads: inputs read for the last time, outputs nobody reads.
   for (uint32_t i = 0; i < node->input_count; i++)

@@ -5,6 +5,7 @@
 #ifndef ATTN_IR_INTERP_H_
 #define ATTN_IR_INTERP_H_
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "ir/ir.h"
@@ -42,6 +43,36 @@ typedef struct attn_interp_args {
 attn_status attn_interp_run(const attn_graph *graph, const attn_interp_args *args,
                             attn_allocator allocator, attn_diag *diag,
                             attn_tensor *out_outputs) ATTN_MUST_USE;
+
+// ---- pieces for other backends -------------------------------------------------------------
+// Backends that run most of a graph themselves use these to bind inputs exactly as
+// attn_interp_run does and to evaluate, with the reference semantics, the nodes they have no
+// kernel for.
+
+// Binds each symbol that is a plain dim of an input from that input's shape, into
+// `symbol_values` (graph->symbol_count entries; < 0 means unbound, bound entries are kept), then
+// checks every input against its declared type. An integer input of another integer dtype
+// passes (convert it with attn_interp_convert_input). Errors as attn_interp_run's, in `diag`.
+attn_status attn_interp_bind_inputs(const attn_graph *graph, const attn_tensor *inputs,
+                                    int64_t *symbol_values, attn_diag *diag) ATTN_MUST_USE;
+
+// Allocates in `out` a copy of `given`, graph input `index`, converted to the input's declared
+// integer dtype. Fails with ATTN_ERROR_INVALID_ARGUMENT when an element does not fit.
+attn_status attn_interp_convert_input(const attn_graph *graph, uint32_t index,
+                                      const attn_tensor *given, attn_allocator allocator,
+                                      attn_diag *diag, attn_tensor *out) ATTN_MUST_USE;
+
+// Evaluates node `node` alone: `inputs` are its input tensors (the concrete shapes of its input
+// types under `symbol_values`, all bound), `weight` the data of a WEIGHT node (else NULL).
+// Allocates node->output_count tensors into `out_outputs` with `allocator`, except that a leaf
+// may point its output at data it does not own (a weight's or a constant's): then
+// `*out_is_borrowed` is true and the outputs must not be freed or written. On failure nothing is
+// allocated.
+attn_status attn_interp_eval_node(const attn_graph *graph, attn_node_id node,
+                                  const attn_tensor *inputs, const int64_t *symbol_values,
+                                  const attn_tensor *weight, attn_allocator allocator,
+                                  attn_diag *diag, attn_tensor *out_outputs,
+                                  bool *out_is_borrowed) ATTN_MUST_USE;
 
 // ---- score-mod expressions -------------------------------------------------------------------
 

@@ -321,9 +321,9 @@ typedef struct attn_field_info {
   const char *name;
   attn_field_type type;
   size_t offset;
-  size_t count_offset;            // INTS, DIMS, STRINGS
-  const char *const *enum_names;  // ENUM, NULL-terminated
-  bool is_required;               // the text form must give it
+  size_t count_offset;           // INTS, DIMS, STRINGS
+  const char *const *enum_names; // ENUM, NULL-terminated
+  bool is_required;              // the text form must give it
 } attn_field_info;
 
 typedef struct attn_attrs_info {
@@ -488,8 +488,8 @@ attn_status attn_graph_dim_symbol(attn_graph *graph, const char *name, size_t le
                                   attn_dim *out_dim) ATTN_MUST_USE;
 // `lhs kind rhs`, folded when both are constants (DIV must then be exact) and simplified
 // (x+0, x*1, x*0, x-x, x/1; constants to the right of commutative ops).
-attn_status attn_graph_dim_binary(attn_graph *graph, attn_dim_kind kind, attn_dim lhs,
-                                  attn_dim rhs, attn_dim *out_dim) ATTN_MUST_USE;
+attn_status attn_graph_dim_binary(attn_graph *graph, attn_dim_kind kind, attn_dim lhs, attn_dim rhs,
+                                  attn_dim *out_dim) ATTN_MUST_USE;
 const attn_dim_expr *attn_graph_dim_expr(const attn_graph *graph, attn_dim dim);
 // Name of symbol `index` (0 ≤ index < symbol_count).
 const char *attn_graph_symbol_name(const attn_graph *graph, uint32_t index);
@@ -497,11 +497,10 @@ const char *attn_graph_symbol_name(const attn_graph *graph, uint32_t index);
 bool attn_graph_find_symbol(const attn_graph *graph, const char *name, uint32_t *out_index);
 // The value of `dim` when symbol i has value symbol_values[i] (< 0: unbound). Fails with
 // ATTN_ERROR_INVALID_ARGUMENT for an unbound symbol or an inexact division, no message.
-attn_status attn_graph_dim_eval(const attn_graph *graph, attn_dim dim,
-                                const int64_t *symbol_values, int64_t *out_value) ATTN_MUST_USE;
+attn_status attn_graph_dim_eval(const attn_graph *graph, attn_dim dim, const int64_t *symbol_values,
+                                int64_t *out_value) ATTN_MUST_USE;
 // Writes "T_past + T" or "64" into `buffer` (always NUL-terminated).
-void attn_graph_dim_format(const attn_graph *graph, attn_dim dim, char *buffer,
-                           size_t buffer_size);
+void attn_graph_dim_format(const attn_graph *graph, attn_dim dim, char *buffer, size_t buffer_size);
 // Writes "f32[B, T, 64]".
 void attn_graph_type_format(const attn_graph *graph, const attn_type *type, char *buffer,
                             size_t buffer_size);
@@ -511,8 +510,7 @@ void attn_graph_type_format(const attn_graph *graph, const attn_type *type, char
 // then compacts the graph. Value ids are stable across all of this, node ids are not.
 
 // Makes input `index` of `node` read `value`. The verifier checks the types later.
-void attn_node_set_input(attn_graph *graph, attn_node_id node, uint32_t index,
-                         attn_value_id value);
+void attn_node_set_input(attn_graph *graph, attn_node_id node, uint32_t index, attn_value_id value);
 // Redirects every use of `from` (inputs of live nodes, graph outputs) to `to`; returns how
 // many uses it changed.
 uint32_t attn_graph_replace_uses(attn_graph *graph, attn_value_id from, attn_value_id to);
@@ -538,6 +536,30 @@ const attn_constant_attrs *attn_value_constant(const attn_graph *graph, attn_val
 // producer. Nodes keep their kernel and the kernels' node counts are recounted. Fails with
 // ATTN_ERROR_INVALID_GRAPH on a cycle.
 attn_status attn_graph_compact(attn_graph *graph) ATTN_MUST_USE;
+
+// ---- kernel interfaces (ir/kernel.c) -------------------------------------------------------
+
+// What one kernel of the partition runs, reads and writes.
+typedef struct attn_kernel_io {
+  // Its nodes are the live computed nodes of [first_node, end_node) (contiguous after
+  // partition); both 0 for a kernel that has none.
+  uint32_t first_node, end_node;
+  // The values its nodes read that are made outside it (graph inputs, weights, constants,
+  // outputs of earlier kernels), each once, in order of first use. Values of iota nodes are
+  // not listed: a kernel computes the iotas it reads.
+  const attn_value_id *inputs;
+  uint32_t input_count;
+  // The values its nodes make that a node of another kernel reads or that are graph outputs,
+  // in the order they are made.
+  const attn_value_id *outputs;
+  uint32_t output_count;
+} attn_kernel_io;
+
+// Fills `*out_io` with an array of graph->kernel_count entries indexed by kernel id ([0], the
+// sentinel, is empty), allocated in `arena`; NULL when the graph is not partitioned. Fails only
+// with ATTN_ERROR_OUT_OF_MEMORY (no message).
+attn_status attn_graph_kernel_io(const attn_graph *graph, attn_arena *arena,
+                                 attn_kernel_io **out_io) ATTN_MUST_USE;
 
 // ---- shape inference and verification ------------------------------------------------------
 

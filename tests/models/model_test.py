@@ -39,7 +39,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REF = os.path.join(ROOT, "tests", "ref")
 PYTHON = "/usr/bin/python3"
-RTOL_HF = 1e-5  # the issue asks for 1e-4; float32 evaluation gets ~1e-7
+RTOL_HF = 1e-5  # parity needs 1e-4; float32 evaluation gets ~1e-7
 RTOL_REF = 1e-5
 
 
@@ -84,7 +84,7 @@ def hf(args):
         ids = converted
     out = os.path.join(args.work, "logits.npy")
     run([args.attnc, "run", args.model, "-w", args.checkpoint, "-i", args.input + "=" + ids,
-         "-o", "logits=" + out, "-b", "interp"])
+         "-o", "logits=" + out, "-b", args.backend])
     compare(out, logits, RTOL_HF)
 
 
@@ -99,7 +99,7 @@ def mil(args):
     out = [os.path.join(args.work, n) for n in ("logits.npy", "attention.npy", "rl.npy", "ra.npy")]
     shutil.copy(args.config, os.path.join(args.work, "config.json"))
     run([args.attnc, "run", args.model, "-w", w, "-i", "features=" + features,
-         "-o", "logits=" + out[0], "-o", "attention=" + out[1], "-b", "interp"])
+         "-o", "logits=" + out[0], "-o", "attention=" + out[1], "-b", args.backend])
     run([PYTHON, os.path.join(REF, "acmil_ref.py"), w, args.config, features, out[2], out[3]])
     compare(out[0], out[2], RTOL_REF)
     compare(out[1], out[3], RTOL_REF)
@@ -120,7 +120,8 @@ def random(args):
     ids = os.path.join(args.work, "ids.npy")
     np.save(ids, random_ids(vocab, (2, 9), 3))
     out, ref = os.path.join(args.work, "logits.npy"), os.path.join(args.work, "ref.npy")
-    run([args.attnc, "run", args.model, "-w", w, "-i", "input_ids=" + ids, "-o", "logits=" + out])
+    run([args.attnc, "run", args.model, "-w", w, "-i", "input_ids=" + ids, "-o", "logits=" + out,
+         "-b", args.backend])
     run([PYTHON, os.path.join(REF, "run_ref.py"), args.arch, w, ids, ref])
     compare(out, ref, RTOL_REF)
 
@@ -213,6 +214,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--attnc", required=True)
     ap.add_argument("--work", required=True)
+    ap.add_argument("--backend", default="interp", help="the -b of the runs (hf, mil, random)")
     sub = ap.add_subparsers(dest="kind", required=True)
     p = sub.add_parser("hf")
     p.add_argument("model")

@@ -17,6 +17,7 @@ enum { ATTN_EXIT_OK = 0, ATTN_EXIT_ERROR = 1, ATTN_EXIT_USAGE = 2 };
 
 // The sub-commands; each gets argv[0] = its own name.
 int attn_tool_run(int argc, char **argv);
+int attn_tool_bench(int argc, char **argv);
 int attn_tool_opt(int argc, char **argv);
 int attn_tool_init_weights(int argc, char **argv);
 

@@ -16,7 +16,8 @@ static const char usage[] =
     "bound from safetensors files or Hugging Face checkpoint directories.\n"
     "\n"
     "Commands:\n"
-    "  run           run a model on .npy inputs (reference evaluator) and write its outputs\n"
+    "  run           run a model on .npy inputs and write or summarise its outputs\n"
+    "  bench         time a model's runs and each of its kernels\n"
     "  opt           print the flat IR a model description expands to\n"
     "  init-weights  write deterministic random weights for a model\n"
     "\n"
@@ -30,6 +31,7 @@ typedef struct attn_command {
 
 static const attn_command commands[] = {
     {"run", attn_tool_run},
+    {"bench", attn_tool_bench},
     {"opt", attn_tool_opt},
     {"init-weights", attn_tool_init_weights},
 };

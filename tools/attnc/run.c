@@ -1,44 +1,62 @@
-// `attnc run`: parse a model, bind its weights and inputs, evaluate it, and write or summarise
-// the outputs. The reference evaluator (backend `interp`) is the only backend in this build.
+// `attnc run` and `attnc bench`: parse a model, bind its weights and inputs, run it on a backend
+// (the reference evaluator `interp`, or the compiled kernels of `cpu`), and write or summarise
+// the outputs; `bench` runs it repeatedly and reports per-kernel times and the median run.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "codegen/cpu/backend.h"
 #include "frontend/bind.h"
 #include "ir/interp.h"
 #include "runtime/base/allocator.h"
 #include "runtime/tensor/npy.h"
 #include "tools/attnc/cli.h"
 
+#define RUN_OPTIONS                                                                                \
+  "  -w WEIGHTS        a .safetensors file, or a Hugging Face model directory (config.json\n"      \
+  "                    + model.safetensors or sharded *.safetensors + index); its\n"               \
+  "                    config.json feeds config.* in MODEL\n"                                      \
+  "  --config FILE     a config.json for config.* (with a plain .safetensors file)\n"              \
+  "  -i NAME=FILE.npy  binds graph input NAME; every input must be bound (integer and float\n"     \
+  "                    data are converted to the declared dtype: i32 ids feed an i64 input)\n"     \
+  "  -b BACKEND        cpu (compiled kernels on every core; the default: no GPU backend is\n"      \
+  "                    built yet), interp (the reference evaluator); cuda is not available\n"      \
+  "  -p PASSES         the pass pipeline (see attnc opt --help); 'default' unless given,\n"        \
+  "                    'none' runs the graph as written (cpu adds partition,plan-memory)\n"        \
+  "  -D NAME=VALUE     the value of a symbolic dim (otherwise taken from the input shapes)\n"      \
+  "  -h, --help        this text\n"
+
 static const char usage[] =
-    "usage: attnc run MODEL [-w WEIGHTS] [-i NAME=FILE.npy]... [-o NAME=FILE.npy]...\n"
-    "                 [-b interp|cpu|cuda] [-p PASSES] [-D NAME=VALUE]...\n"
+    "usage: attnc run MODEL [-w WEIGHTS] [--config FILE] [-i NAME=FILE.npy]...\n"
+    "                 [-o NAME=FILE.npy]... [-b cpu|interp|cuda] [-p PASSES] [-D NAME=VALUE]...\n"
     "\n"
     "Runs MODEL (.attn) on the inputs and writes or summarises its outputs.\n"
-    "\n"
-    "  -w WEIGHTS        a .safetensors file, or a Hugging Face model directory (config.json\n"
-    "                    + model.safetensors or sharded *.safetensors + index); its\n"
-    "                    config.json feeds config.* in MODEL\n"
-    "  -i NAME=FILE.npy  binds graph input NAME; every input must be bound (integer and float\n"
-    "                    data are converted to the declared dtype: i32 ids feed an i64 input)\n"
+    "\n" RUN_OPTIONS
     "  -o NAME=FILE.npy  writes graph output NAME; outputs not written are summarised on\n"
     "                    stdout (type, min/max/mean, first values)\n"
-    "  -b BACKEND        interp (the reference evaluator; the default in this build);\n"
-    "                    cpu and cuda are not available yet\n"
-    "  -p PASSES         the pass pipeline (see attnc opt --help); 'default' unless given,\n"
-    "                    'none' runs the graph as written\n"
-    "  -D NAME=VALUE     the value of a symbolic dim (otherwise taken from the input shapes)\n"
-    "  -h, --help        this text\n"
     "\n"
-    "The wall time of the evaluation is printed on stderr.\n";
+    "The wall time of the run (and, for cpu, of compilation) is printed on stderr.\n";
+
+static const char bench_usage[] =
+    "usage: attnc bench MODEL [-w WEIGHTS] [--config FILE] [-i NAME=FILE.npy]...\n"
+    "                   [-b cpu|interp] [-p PASSES] [-D NAME=VALUE]... [--iters N] [--warmup N]\n"
+    "\n"
+    "Runs MODEL --warmup times (default 2), then --iters times (default 10), and prints the\n"
+    "compile time, the time of each kernel (cpu; mean per run, heaviest first, with how it ran)\n"
+    "and, as its last line, median_ms=<the median wall time of one run>.\n"
+    "\n" RUN_OPTIONS "  --iters N         timed runs (1 to 1000000)\n"
+    "  --warmup N        untimed runs first (0 to 1000000)\n";
 
 enum { LIST_TEXT_SIZE = 1024, TYPE_TEXT_SIZE = 160, SUMMARY_VALUES = 8 };
 
 typedef struct run_request {
   const char *model;
   const char *weights_path;
+  const char *config_path;
+  bool is_bench;
+  int64_t iters, warmup;
   const char *backend;
   const char *passes;
   attn_cli_binding *inputs;
@@ -53,7 +71,10 @@ typedef struct run_state {
   attn_allocator allocator;
   attn_diag diag;
   attn_weights *weights;
+  attn_config *config;
   attn_graph *graph;
+  attn_cpu_backend *cpu;
+  attn_cpu_program *program;
   attn_bound_weights bound;
   attn_tensor *inputs;  // graph->input_count, owned
   attn_tensor *outputs; // graph->output_count, owned
@@ -62,10 +83,11 @@ typedef struct run_state {
 } run_state;
 
 static attn_status check_backend(const char *backend, attn_diag *diag) {
-  if (strcmp(backend, "interp") == 0)
+  if (strcmp(backend, "interp") == 0 || strcmp(backend, "cpu") == 0)
     return ATTN_OK;
   return attn_diag_error(diag, attn_cli_loc, ATTN_ERROR_UNSUPPORTED,
-                         "backend '%s' is not available yet in this build; use -b interp", backend);
+                         "backend '%s' is not available yet in this build; use -b cpu or -b interp",
+                         backend);
 }
 
 static attn_status require_weights(const attn_graph *graph, const attn_weights *weights,
@@ -273,10 +295,80 @@ static attn_status write_outputs(run_state *state, const run_request *request) {
   return ATTN_OK;
 }
 
+// The cpu backend needs the partition and the memory plan: adds them after the user's passes
+// when those did not make them.
+static attn_status plan_for_cpu(run_state *state, const attn_pipeline_run_options *options) {
+  if (state->graph->buffer_count != 0)
+    return ATTN_OK;
+  attn_pipeline pipeline;
+  attn_status status =
+      attn_cli_parse_passes("partition,plan-memory", options, &state->diag, &pipeline);
+  if (status == ATTN_OK)
+    status = attn_pipeline_run(&pipeline, state->graph, options);
+  attn_pipeline_deinit(&pipeline);
+  return status;
+}
+
+static attn_status run_once(run_state *state, const run_request *request,
+                            const attn_interp_args *args) {
+  const attn_graph *graph = state->graph;
+  for (uint32_t i = 0; i < graph->output_count; i++)
+    attn_tensor_free(state->allocator, &state->outputs[i]);
+  if (state->program)
+    return attn_cpu_program_run(state->program, args, state->allocator, &state->diag,
+                                state->outputs);
+  (void)request;
+  return attn_interp_run(graph, args, state->allocator, &state->diag, state->outputs);
+}
+
+static int compare_doubles(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static int compare_step_time(const void *a, const void *b) {
+  const attn_cpu_step_info *x = a, *y = b;
+  return x->run_seconds > y->run_seconds ? -1 : x->run_seconds < y->run_seconds;
+}
+
+// The per-kernel table of `attnc bench`: mean time per run of each kernel, heaviest first, and
+// the totals of each way of running one.
+static void report_steps(const attn_cpu_program *program, int64_t iters) {
+  enum { SHOWN = 30 };
+  uint32_t count = attn_cpu_program_step_count(program);
+  attn_cpu_step_info *steps = calloc(count + 1, sizeof(*steps));
+  if (!steps)
+    return;
+  double by_impl[ATTN_CPU_STEP_IMPL_COUNT] = {0}, compile = 0;
+  uint32_t impl_count[ATTN_CPU_STEP_IMPL_COUNT] = {0};
+  for (uint32_t i = 0; i < count; i++) {
+    steps[i] = attn_cpu_program_step(program, i);
+    by_impl[steps[i].impl] += steps[i].run_seconds;
+    impl_count[steps[i].impl]++;
+    compile += steps[i].compile_seconds;
+  }
+  qsort(steps, count, sizeof(*steps), compare_step_time);
+  printf("%-6s %-12s %-10s %10s  %s\n", "kernel", "kind", "impl", "ms/run", "function");
+  for (uint32_t i = 0; i < count && i < SHOWN; i++)
+    printf("k%-5u %-12s %-10s %10.3f  %s\n", steps[i].kernel, attn_kernel_kind_name(steps[i].kind),
+           attn_cpu_step_impl_name(steps[i].impl), steps[i].run_seconds * 1e3 / (double)iters,
+           steps[i].function ? steps[i].function : "-");
+  if (count > SHOWN)
+    printf("... and %u more kernels\n", count - SHOWN);
+  for (int impl = 0; impl < ATTN_CPU_STEP_IMPL_COUNT; impl++)
+    if (impl_count[impl])
+      printf("total %-10s %4u kernels %10.3f ms/run\n",
+             attn_cpu_step_impl_name((attn_cpu_step_impl)impl), impl_count[impl],
+             by_impl[impl] * 1e3 / (double)iters);
+  printf("kernel code generation and compilation: %.1f ms\n", compile * 1e3);
+  free(steps);
+}
+
 static attn_status run(run_state *state, const run_request *request) {
   attn_allocator allocator = state->allocator;
   attn_diag *diag = &state->diag;
   ATTN_RETURN_IF_ERROR(check_backend(request->backend, diag));
+  bool is_cpu = strcmp(request->backend, "cpu") == 0;
   attn_pipeline_run_options pass_options = {0};
   ATTN_RETURN_IF_ERROR(
       attn_cli_parse_passes(request->passes, &pass_options, diag, &state->pipeline));
@@ -285,6 +377,10 @@ static attn_status run(run_state *state, const run_request *request) {
     ATTN_RETURN_IF_ERROR(
         attn_weights_open(request->weights_path, allocator, diag, &state->weights));
     config = attn_weights_config(state->weights);
+  }
+  if (request->config_path) {
+    ATTN_RETURN_IF_ERROR(attn_config_read(request->config_path, allocator, diag, &state->config));
+    config = state->config;
   }
   ATTN_RETURN_IF_ERROR(attn_cli_load_model(request->model, config, allocator, diag, &state->graph));
   attn_graph *graph = state->graph;
@@ -304,21 +400,56 @@ static attn_status run(run_state *state, const run_request *request) {
   ATTN_RETURN_IF_ERROR(load_inputs(state, request));
   pass_options.symbol_values = state->symbol_values;
   ATTN_RETURN_IF_ERROR(attn_pipeline_run(&state->pipeline, graph, &pass_options));
+  if (is_cpu)
+    ATTN_RETURN_IF_ERROR(plan_for_cpu(state, &pass_options));
   ATTN_RETURN_IF_ERROR(require_weights(graph, state->weights, diag));
   if (state->weights)
     ATTN_RETURN_IF_ERROR(attn_bind_weights(graph, state->weights, allocator, diag, &state->bound));
 
+  double compile_ms = 0;
+  if (is_cpu) {
+    double start = now_ms();
+    ATTN_RETURN_IF_ERROR(attn_cpu_backend_create(NULL, allocator, diag, &state->cpu));
+    ATTN_RETURN_IF_ERROR(attn_cpu_program_compile(state->cpu, graph, &state->program));
+    compile_ms = now_ms() - start;
+  }
   attn_interp_args args = {
       .inputs = state->inputs,
       .weights = state->bound.by_node,
       .symbol_values = state->symbol_values,
   };
-  double start = now_ms();
-  ATTN_RETURN_IF_ERROR(attn_interp_run(graph, &args, allocator, diag, state->outputs));
-  double elapsed = now_ms() - start;
-  attn_status status = write_outputs(state, request);
-  fflush(stdout);
-  fprintf(stderr, "interp: %.1f ms\n", elapsed);
+  int64_t runs = request->is_bench ? request->warmup + request->iters : 1;
+  double *times = calloc((size_t)runs + 1, sizeof(*times));
+  if (!times)
+    return attn_diag_error(diag, attn_cli_loc, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
+  attn_status status = ATTN_OK;
+  for (int64_t r = 0; r < runs && status == ATTN_OK; r++) {
+    if (state->program && request->is_bench && r == request->warmup)
+      attn_cpu_program_reset_times(state->program);
+    double start = now_ms();
+    status = run_once(state, request, &args);
+    times[r] = now_ms() - start;
+  }
+  if (status == ATTN_OK && !request->is_bench) {
+    status = write_outputs(state, request);
+    fflush(stdout);
+    if (is_cpu)
+      fprintf(stderr, "cpu: compile %.1f ms, run %.1f ms\n", compile_ms, times[0]);
+    else
+      fprintf(stderr, "interp: %.1f ms\n", times[0]);
+  } else if (status == ATTN_OK) {
+    double *timed = times + request->warmup;
+    qsort(timed, (size_t)request->iters, sizeof(*timed), compare_doubles);
+    int64_t half = request->iters / 2;
+    double median = request->iters % 2 ? timed[half] : 0.5 * (timed[half - 1] + timed[half]);
+    printf("backend %s, %lld runs after %lld warmup; compile %.1f ms\n", request->backend,
+           (long long)request->iters, (long long)request->warmup, compile_ms);
+    if (state->program)
+      report_steps(state->program, request->iters);
+    printf("min_ms=%.3f\nmedian_ms=%.3f\n", timed[0], median);
+    fflush(stdout);
+  }
+  free(times);
   return status;
 }
 
@@ -332,41 +463,67 @@ static void run_state_deinit(run_state *state) {
   free(state->inputs);
   free(state->symbol_values);
   attn_bound_weights_deinit(&state->bound, state->allocator);
+  attn_cpu_program_destroy(state->program);
+  attn_cpu_backend_destroy(state->cpu);
+  attn_config_destroy(state->config);
   attn_graph_destroy(state->graph);
   attn_weights_close(state->weights);
   attn_pipeline_deinit(&state->pipeline);
   attn_diag_deinit(&state->diag);
 }
 
-int attn_tool_run(int argc, char **argv) {
-  const char *command = "run";
-  run_request request = {.backend = "interp", .passes = "default"};
+static bool parse_count(const char *text, int64_t min, int64_t *out_value) {
+  return attn_cli_parse_int(text, out_value) && *out_value >= min && *out_value <= 1000000;
+}
+
+static int run_command(const char *command, const char *command_usage, bool is_bench, int argc,
+                       char **argv) {
+  run_request request = {.backend = "cpu", .passes = "default", .is_bench = is_bench};
+  const char *iters = "10", *warmup = "2";
   request.inputs = calloc((size_t)argc, sizeof(*request.inputs));
   request.outputs = calloc((size_t)argc, sizeof(*request.outputs));
   request.symbols = calloc((size_t)argc, sizeof(*request.symbols));
   int exit_code = ATTN_EXIT_OK;
   bool is_ready = false;
   if (!request.inputs || !request.outputs || !request.symbols) {
-    fputs("attnc run: out of memory\n", stderr);
+    fprintf(stderr, "attnc %s: out of memory\n", command);
     exit_code = ATTN_EXIT_ERROR;
   }
-  const attn_cli_option options[] = {
+  attn_cli_option options[8] = {
       {"-w", &request.weights_path, NULL, NULL, NULL},
+      {"--config", &request.config_path, NULL, NULL, NULL},
       {"-i", NULL, request.inputs, &request.input_count, NULL},
-      {"-o", NULL, request.outputs, &request.output_count, NULL},
       {"-b", &request.backend, NULL, NULL, NULL},
       {"-p", &request.passes, NULL, NULL, NULL},
       {"-D", NULL, request.symbols, &request.symbol_count, NULL},
   };
+  size_t option_count = 6;
+  if (is_bench) {
+    options[option_count++] = (attn_cli_option){"--iters", &iters, NULL, NULL, NULL};
+    options[option_count++] = (attn_cli_option){"--warmup", &warmup, NULL, NULL, NULL};
+  } else {
+    options[option_count++] =
+        (attn_cli_option){"-o", NULL, request.outputs, &request.output_count, NULL};
+  }
   if (exit_code == ATTN_EXIT_OK) {
-    attn_cli_parse_result parsed = attn_cli_parse(
-        command, usage, argc, argv, options, sizeof(options) / sizeof(options[0]), &request.model);
+    attn_cli_parse_result parsed =
+        attn_cli_parse(command, command_usage, argc, argv, options, option_count, &request.model);
     if (parsed == ATTN_CLI_BAD_USAGE)
       exit_code = ATTN_EXIT_USAGE;
     else if (parsed == ATTN_CLI_PARSED && strcmp(request.backend, "interp") != 0 &&
              strcmp(request.backend, "cpu") != 0 && strcmp(request.backend, "cuda") != 0)
-      exit_code = attn_cli_usage_error(command, "unknown backend '%s'; valid: interp, cpu, cuda",
+      exit_code = attn_cli_usage_error(command, "unknown backend '%s'; valid: cpu, interp, cuda",
                                        request.backend);
+    else if (parsed == ATTN_CLI_PARSED && is_bench && !parse_count(iters, 1, &request.iters))
+      exit_code = attn_cli_usage_error(command,
+                                       "--iters wants an integer from 1 to 1000000, not "
+                                       "'%s'",
+                                       iters);
+    else if (parsed == ATTN_CLI_PARSED && is_bench && !parse_count(warmup, 0, &request.warmup))
+      exit_code = attn_cli_usage_error(command,
+                                       "--warmup wants an integer from 0 to 1000000, "
+                                       "not '%s'",
+                                       warmup);
     else
       is_ready = parsed == ATTN_CLI_PARSED;
   }
@@ -382,4 +539,12 @@ int attn_tool_run(int argc, char **argv) {
   free(request.outputs);
   free(request.inputs);
   return exit_code;
+}
+
+int attn_tool_run(int argc, char **argv) {
+  return run_command("run", usage, false, argc, argv);
+}
+
+int attn_tool_bench(int argc, char **argv) {
+  return run_command("bench", bench_usage, true, argc, argv);
 }

@@ -1,0 +1,790 @@
+// The CPU backend's compiler and executor. Compilation walks the partition's kernels, matches
+// each to a generator (a GEMM kernel to the GEMM template with the longest epilogue prefix it
+// can fuse) and JIT-compiles the generated function once per specification. A run binds inputs
+// and weights like the reference evaluator, lays the memory plan's buffers out in one block, and
+// runs the steps in order: generated code over the thread pool, or the reference evaluator for
+// what no generator covers.
+#include "codegen/cpu/backend.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "codegen/cpu/jit.h"
+#include "codegen/cpu/kernels.h"
+#include "runtime/base/allocator.h"
+#include "runtime/cpu/pool.h"
+
+enum { MAX_NODE_INPUTS = 64, MAX_NODE_OUTPUTS = 256, BUFFER_ALIGN = 64 };
+
+// ---- the backend and its function cache ------------------------------------------------------
+
+typedef struct cached_function {
+  char name[ATTN_CPU_KERNEL_NAME_MAX];
+  attn_cpu_jit_fn fn;
+} cached_function;
+
+struct attn_cpu_backend {
+  attn_allocator allocator;
+  attn_diag *diag;
+  attn_cpu_backend_options options;
+  attn_cpu_jit *jit;
+  attn_pool *pool;
+  int vector_width;
+  cached_function *functions;
+  uint32_t function_count, function_capacity;
+};
+
+attn_status attn_cpu_backend_create(const attn_cpu_backend_options *options,
+                                    attn_allocator allocator, attn_diag *diag,
+                                    attn_cpu_backend **out_backend) {
+  *out_backend = NULL;
+  attn_cpu_backend *backend = attn_allocator_calloc(allocator, 1, sizeof(*backend));
+  if (!backend)
+    return attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
+  backend->allocator = allocator;
+  backend->diag = diag;
+  if (options)
+    backend->options = *options;
+  attn_pool_options pool_options = {.thread_count = backend->options.thread_count};
+  attn_status status = attn_cpu_jit_create(NULL, diag, &backend->jit);
+  if (status == ATTN_OK)
+    status = attn_pool_create(allocator, diag, &pool_options, &backend->pool);
+  if (status != ATTN_OK) {
+    attn_cpu_backend_destroy(backend);
+    return status;
+  }
+  backend->vector_width = attn_cpu_features_vector_width(attn_cpu_jit_features(backend->jit));
+  *out_backend = backend;
+  return ATTN_OK;
+}
+
+void attn_cpu_backend_destroy(attn_cpu_backend *backend) {
+  if (!backend)
+    return;
+  attn_pool_destroy(backend->pool);
+  attn_cpu_jit_destroy(backend->jit);
+  attn_allocator_free(backend->allocator, backend->functions,
+                      backend->function_capacity * sizeof(*backend->functions));
+  attn_allocator_free(backend->allocator, backend, sizeof(*backend));
+}
+
+static attn_cpu_jit_fn find_function(const attn_cpu_backend *backend, const char *name) {
+  for (uint32_t i = 0; i < backend->function_count; i++)
+    if (strcmp(backend->functions[i].name, name) == 0)
+      return backend->functions[i].fn;
+  return NULL;
+}
+
+// Adds a generated module (owned: freed on failure too) and looks its function up.
+static attn_status add_function(attn_cpu_backend *backend, LLVMModuleRef module, const char *name,
+                                attn_cpu_jit_fn *out_fn) {
+  if (backend->function_count == backend->function_capacity) {
+    uint32_t capacity = backend->function_capacity ? 2 * backend->function_capacity : 16;
+    cached_function *grown = attn_allocator_realloc(backend->allocator, backend->functions,
+                                                    backend->function_capacity * sizeof(*grown),
+                                                    capacity * sizeof(*grown));
+    if (!grown) {
+      attn_cpu_module_destroy(module);
+      return attn_diag_error(backend->diag, ATTN_LOC_NONE, ATTN_ERROR_OUT_OF_MEMORY,
+                             "out of memory");
+    }
+    backend->functions = grown;
+    backend->function_capacity = capacity;
+  }
+  ATTN_RETURN_IF_ERROR(attn_cpu_jit_add_module_owned(backend->jit, module));
+  ATTN_RETURN_IF_ERROR(attn_cpu_jit_lookup(backend->jit, name, out_fn));
+  cached_function *entry = &backend->functions[backend->function_count++];
+  snprintf(entry->name, sizeof(entry->name), "%s", name);
+  entry->fn = *out_fn;
+  return ATTN_OK;
+}
+
+static double seconds_now(void) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
+}
+
+const char *attn_cpu_step_impl_name(attn_cpu_step_impl impl) {
+  switch (impl) {
+  case ATTN_CPU_STEP_VIEW:
+    return "view";
+  case ATTN_CPU_STEP_GEMM:
+    return "gemm";
+  case ATTN_CPU_STEP_REFERENCE:
+    return "reference";
+  case ATTN_CPU_STEP_IMPL_COUNT:
+    break;
+  }
+  return NULL;
+}
+
+// ---- programs --------------------------------------------------------------------------------
+
+// A GEMM kernel: its matmul and the epilogue nodes fused after it; nodes past `rest_begin` (0:
+// none) run with the reference evaluator on the fused GEMM's result.
+typedef struct gemm_plan {
+  const attn_node *matmul;
+  attn_value_id bias, residual; // ATTN_VALUE_NONE when absent
+  attn_value_id out;            // the value the generated GEMM writes
+  uint32_t rest_begin;
+  attn_gemm_spec spec;
+  attn_gemm_f32_fn fn;
+} gemm_plan;
+
+typedef struct step {
+  uint32_t kernel;
+  attn_cpu_step_impl impl;
+  const char *function;
+  gemm_plan gemm;
+  double compile_seconds, run_seconds;
+  uint64_t runs;
+} step;
+
+typedef enum value_state {
+  VALUE_NONE,     // not available
+  VALUE_BORROWED, // the caller's, the graph's, or a view
+  VALUE_BUFFER,   // in the memory plan's block
+  VALUE_OWNED,    // allocated by the run
+} value_state;
+
+struct attn_cpu_program {
+  attn_cpu_backend *backend;
+  const attn_graph *graph;
+  attn_arena arena;
+  attn_kernel_io *io;
+  uint32_t *use_counts;
+  step *steps;
+  uint32_t step_count;
+  // State of a run, allocated once.
+  int64_t *symbols;
+  attn_tensor *values;
+  uint8_t *states;
+  size_t *buffer_offsets;
+  void *block; // the memory plan's buffers
+  size_t block_size;
+  attn_allocator run_allocator;
+  attn_diag *run_diag;
+};
+
+static const attn_type *value_type(const attn_graph *graph, attn_value_id value) {
+  return &graph->values[value.index].type;
+}
+
+static bool is_f32(const attn_graph *graph, attn_value_id value) {
+  return value_type(graph, value)->dtype == ATTN_DTYPE_F32;
+}
+
+// The node after `node` in its kernel (NULL at the kernel's end).
+static const attn_node *next_in_kernel(const attn_graph *graph, const attn_kernel_io *io,
+                                       uint32_t *inout_index) {
+  uint32_t kernel = graph->nodes[*inout_index].kernel;
+  for (uint32_t n = *inout_index + 1; n < io->end_node; n++) {
+    const attn_node *node = &graph->nodes[n];
+    if (!node->is_dead && node->kernel == kernel) {
+      *inout_index = n;
+      return node;
+    }
+  }
+  return NULL;
+}
+
+// Whether `bias` can be a GEMM bias for an output whose last dim is `n`: f32 whose last dim
+// is n and every other dim 1.
+static bool is_bias_shaped(const attn_type *bias, attn_dim n) {
+  if (bias->dtype != ATTN_DTYPE_F32 || bias->rank == 0 || bias->dims[bias->rank - 1] != n)
+    return false;
+  for (uint32_t d = 0; d + 1 < bias->rank; d++)
+    if (bias->dims[d] != 1)
+      return false;
+  return true;
+}
+
+static attn_cpu_activation activation_of(const attn_node *node) {
+  switch (node->op) {
+  case ATTN_OP_RELU:
+    return ATTN_CPU_ACTIVATION_RELU;
+  case ATTN_OP_SILU:
+    return ATTN_CPU_ACTIVATION_SILU;
+  case ATTN_OP_GELU: {
+    const attn_gelu_attrs *attrs = node->attrs;
+    return attrs && attrs->approximate == ATTN_GELU_TANH ? ATTN_CPU_ACTIVATION_GELU_TANH
+                                                         : ATTN_CPU_ACTIVATION_GELU_ERF;
+  }
+  default:
+    return ATTN_CPU_ACTIVATION_COUNT;
+  }
+}
+
+// Matches a GEMM kernel: a matmul of f32 values, then as much of bias → activation → residual
+// as its epilogue starts with. False when the kernel does not start with an f32 matmul.
+static bool match_gemm(const attn_cpu_program *program, const attn_kernel_io *io, gemm_plan *plan) {
+  const attn_graph *graph = program->graph;
+  memset(plan, 0, sizeof(*plan));
+  uint32_t n = io->first_node;
+  const attn_node *node = &graph->nodes[n];
+  if (node->op != ATTN_OP_MATMUL || !is_f32(graph, node->inputs[0]) ||
+      !is_f32(graph, node->inputs[1]) || !is_f32(graph, node->outputs[0]))
+    return false;
+  const attn_matmul_attrs *attrs = node->attrs;
+  plan->matmul = node;
+  plan->spec.transpose_a = attrs && attrs->transpose_a;
+  plan->spec.transpose_b = attrs && attrs->transpose_b;
+  plan->spec.vector_width = program->backend->vector_width;
+  plan->out = node->outputs[0];
+  const attn_type *out_type = value_type(graph, plan->out);
+  attn_dim cols = out_type->dims[out_type->rank - 1];
+  for (const attn_node *next; (next = next_in_kernel(graph, io, &n));) {
+    // The running result must feed only this node, so no one else needs the unfused value.
+    bool is_graph_output = false;
+    for (uint32_t o = 0; o < graph->output_count; o++)
+      is_graph_output = is_graph_output || graph->outputs[o].index == plan->out.index;
+    if (program->use_counts[plan->out.index] != 1 || is_graph_output)
+      break;
+    bool reads_result = false;
+    for (uint32_t i = 0; i < next->input_count; i++)
+      reads_result = reads_result || next->inputs[i].index == plan->out.index;
+    if (!reads_result || !is_f32(graph, next->outputs[0]) ||
+        !attn_type_equal(value_type(graph, next->outputs[0]), out_type))
+      break;
+    attn_cpu_activation activation = activation_of(next);
+    if (next->op == ATTN_OP_ADD) {
+      attn_value_id other = next->inputs[next->inputs[0].index == plan->out.index ? 1 : 0];
+      if (other.index == plan->out.index)
+        break;
+      const attn_type *type = value_type(graph, other);
+      if (!plan->spec.bias && !plan->spec.activation && !plan->spec.residual &&
+          is_bias_shaped(type, cols) && !attn_type_equal(type, out_type)) {
+        plan->spec.bias = true;
+        plan->bias = other;
+      } else if (!plan->spec.residual && attn_type_equal(type, out_type)) {
+        plan->spec.residual = true;
+        plan->residual = other;
+      } else {
+        break;
+      }
+    } else if (activation != ATTN_CPU_ACTIVATION_COUNT && !plan->spec.activation &&
+               !plan->spec.residual) {
+      plan->spec.activation = activation;
+    } else {
+      break;
+    }
+    plan->out = next->outputs[0];
+  }
+  // The first node after the last fused one, when any is left.
+  uint32_t last = plan->out.index == plan->matmul->outputs[0].index
+                      ? io->first_node
+                      : graph->values[plan->out.index].producer.index;
+  uint32_t after = last;
+  plan->rest_begin = next_in_kernel(graph, io, &after) ? after : 0;
+  return true;
+}
+
+static attn_status compile_gemm(attn_cpu_program *program, step *s) {
+  attn_cpu_backend *backend = program->backend;
+  char name[ATTN_CPU_KERNEL_NAME_MAX];
+  snprintf(name, sizeof(name), "attn_gemm_f32_%016" PRIx64, attn_gemm_spec_hash(&s->gemm.spec));
+  attn_cpu_jit_fn fn = find_function(backend, name);
+  if (!fn) {
+    double start = seconds_now();
+    LLVMModuleRef module;
+    ATTN_RETURN_IF_ERROR(attn_cpu_gemm_generate(&s->gemm.spec, backend->diag, &module, name));
+    ATTN_RETURN_IF_ERROR(add_function(backend, module, name, &fn));
+    s->compile_seconds = seconds_now() - start;
+  }
+  s->gemm.fn = (attn_gemm_f32_fn)fn;
+  s->function = attn_arena_strdup(&program->arena, name);
+  return s->function ? ATTN_OK : ATTN_ERROR_OUT_OF_MEMORY;
+}
+
+static attn_status compile_steps(attn_cpu_program *program) {
+  const attn_graph *graph = program->graph;
+  attn_cpu_backend *backend = program->backend;
+  for (uint32_t k = 1; k < graph->kernel_count; k++) {
+    step *s = &program->steps[program->step_count++];
+    const attn_kernel_io *io = &program->io[k];
+    s->kernel = k;
+    s->impl = ATTN_CPU_STEP_REFERENCE;
+    attn_kernel_kind kind = graph->kernels[k].kind;
+    if (kind == ATTN_KERNEL_ALIAS) {
+      s->impl = ATTN_CPU_STEP_VIEW;
+      continue;
+    }
+    if (backend->options.reference_only || io->first_node == 0)
+      continue;
+    if (kind == ATTN_KERNEL_GEMM && match_gemm(program, io, &s->gemm)) {
+      s->impl = ATTN_CPU_STEP_GEMM;
+      ATTN_RETURN_IF_ERROR(compile_gemm(program, s));
+    }
+  }
+  return ATTN_OK;
+}
+
+attn_status attn_cpu_program_compile(attn_cpu_backend *backend, const attn_graph *graph,
+                                     attn_cpu_program **out_program) {
+  *out_program = NULL;
+  attn_diag *diag = backend->diag;
+  if (graph->kernel_count == 0 || graph->buffer_count == 0)
+    return attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_ARGUMENT,
+                           "the cpu backend needs a partitioned, memory-planned graph (run the "
+                           "passes 'partition' and 'plan-memory')");
+  attn_cpu_program *program = attn_allocator_calloc(backend->allocator, 1, sizeof(*program));
+  if (!program)
+    return attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
+  program->backend = backend;
+  program->graph = graph;
+  attn_arena_init(&program->arena, backend->allocator);
+  attn_arena *arena = &program->arena;
+  attn_status status = attn_graph_kernel_io(graph, arena, &program->io);
+  if (status == ATTN_OK)
+    status = attn_graph_count_uses(graph, arena, &program->use_counts);
+  if (status == ATTN_OK) {
+    program->steps = attn_arena_calloc(arena, graph->kernel_count, sizeof(*program->steps));
+    program->symbols = attn_arena_calloc(arena, graph->symbol_count + 1, sizeof(int64_t));
+    program->values = attn_arena_calloc(arena, graph->value_count, sizeof(attn_tensor));
+    program->states = attn_arena_calloc(arena, graph->value_count, sizeof(uint8_t));
+    program->buffer_offsets = attn_arena_calloc(arena, graph->buffer_count, sizeof(size_t));
+    if (!program->steps || !program->symbols || !program->values || !program->states ||
+        !program->buffer_offsets)
+      status = ATTN_ERROR_OUT_OF_MEMORY;
+  }
+  if (status == ATTN_ERROR_OUT_OF_MEMORY)
+    attn_diag_error(diag, ATTN_LOC_NONE, status, "out of memory");
+  if (status == ATTN_OK)
+    status = compile_steps(program);
+  if (status != ATTN_OK) {
+    attn_cpu_program_destroy(program);
+    return status;
+  }
+  *out_program = program;
+  return ATTN_OK;
+}
+
+void attn_cpu_program_destroy(attn_cpu_program *program) {
+  if (!program)
+    return;
+  attn_allocator allocator = program->backend->allocator;
+  attn_allocator_free(allocator, program->block, program->block_size);
+  attn_arena_deinit(&program->arena);
+  attn_allocator_free(allocator, program, sizeof(*program));
+}
+
+uint32_t attn_cpu_program_step_count(const attn_cpu_program *program) {
+  return program->step_count;
+}
+
+attn_cpu_step_info attn_cpu_program_step(const attn_cpu_program *program, uint32_t index) {
+  const step *s = &program->steps[index];
+  return (attn_cpu_step_info){
+      .kernel = s->kernel,
+      .kind = program->graph->kernels[s->kernel].kind,
+      .impl = s->impl,
+      .function = s->function,
+      .compile_seconds = s->compile_seconds,
+      .run_seconds = s->run_seconds,
+      .runs = s->runs,
+  };
+}
+
+void attn_cpu_program_reset_times(attn_cpu_program *program) {
+  for (uint32_t i = 0; i < program->step_count; i++) {
+    program->steps[i].run_seconds = 0;
+    program->steps[i].runs = 0;
+  }
+}
+
+// ---- running ---------------------------------------------------------------------------------
+
+static attn_status out_of_memory(attn_cpu_program *program) {
+  return attn_diag_error(program->run_diag, ATTN_LOC_NONE, ATTN_ERROR_OUT_OF_MEMORY,
+                         "out of memory");
+}
+
+// The concrete dtype and dims of `value` (data NULL).
+static attn_status concrete_tensor(attn_cpu_program *program, attn_value_id value,
+                                   attn_tensor *out) {
+  const attn_type *type = value_type(program->graph, value);
+  memset(out, 0, sizeof(*out));
+  out->dtype = type->dtype;
+  out->rank = type->rank;
+  for (uint32_t d = 0; d < type->rank; d++)
+    if (attn_graph_dim_eval(program->graph, type->dims[d], program->symbols, &out->dims[d]) !=
+        ATTN_OK)
+      return attn_diag_error(program->run_diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_ARGUMENT,
+                             "a dim of value %%%u does not evaluate with the bound symbols",
+                             value.index);
+  return ATTN_OK;
+}
+
+static void release(attn_cpu_program *program, uint32_t value) {
+  if (program->states[value] == VALUE_OWNED)
+    attn_tensor_free(program->run_allocator, &program->values[value]);
+  program->states[value] = VALUE_NONE;
+  program->values[value].data = NULL;
+}
+
+// Lays the buffers out in one block, growing it when the symbols make them larger.
+static attn_status place_buffers(attn_cpu_program *program) {
+  const attn_graph *graph = program->graph;
+  size_t total = 0;
+  for (uint32_t b = 1; b < graph->buffer_count; b++) {
+    int64_t bytes;
+    if (attn_graph_dim_eval(graph, graph->buffers[b].bytes, program->symbols, &bytes) != ATTN_OK ||
+        bytes < 0)
+      return attn_diag_error(program->run_diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_ARGUMENT,
+                             "the size of buffer b%u does not evaluate with the bound symbols", b);
+    program->buffer_offsets[b] = total;
+    total += ((size_t)bytes + BUFFER_ALIGN - 1) / BUFFER_ALIGN * BUFFER_ALIGN;
+  }
+  if (total > program->block_size) {
+    attn_allocator allocator = program->backend->allocator;
+    attn_allocator_free(allocator, program->block, program->block_size);
+    program->block_size = 0;
+    program->block = attn_allocator_alloc(allocator, total);
+    if (!program->block)
+      return out_of_memory(program);
+    program->block_size = total;
+  }
+  for (uint32_t v = 1; v < graph->value_count; v++) {
+    uint32_t b = graph->values[v].buffer;
+    if (b == 0 || b >= graph->buffer_count || !attn_value_producer(graph, (attn_value_id){v}))
+      continue;
+    ATTN_RETURN_IF_ERROR(concrete_tensor(program, (attn_value_id){v}, &program->values[v]));
+    program->values[v].data = (char *)program->block + program->buffer_offsets[b];
+    program->states[v] = VALUE_BUFFER;
+  }
+  return ATTN_OK;
+}
+
+static attn_status bind_inputs(attn_cpu_program *program, const attn_interp_args *args) {
+  const attn_graph *graph = program->graph;
+  for (uint32_t s = 0; s < graph->symbol_count; s++)
+    program->symbols[s] = args->symbol_values ? args->symbol_values[s] : -1;
+  ATTN_RETURN_IF_ERROR(
+      attn_interp_bind_inputs(graph, args->inputs, program->symbols, program->run_diag));
+  for (uint32_t i = 0; i < graph->input_count; i++) {
+    uint32_t v = graph->inputs[i].index;
+    if (args->inputs[i].dtype == value_type(graph, graph->inputs[i])->dtype) {
+      program->values[v] = args->inputs[i];
+      program->states[v] = VALUE_BORROWED;
+      continue;
+    }
+    ATTN_RETURN_IF_ERROR(attn_interp_convert_input(graph, i, &args->inputs[i],
+                                                   program->run_allocator, program->run_diag,
+                                                   &program->values[v]));
+    program->states[v] = VALUE_OWNED;
+  }
+  return ATTN_OK;
+}
+
+// Evaluates the leaves that live nodes read: weights, constants, iotas.
+static attn_status bind_leaves(attn_cpu_program *program, const attn_interp_args *args) {
+  const attn_graph *graph = program->graph;
+  for (uint32_t n = 1; n < graph->node_count; n++) {
+    const attn_node *node = &graph->nodes[n];
+    if (node->is_dead || !(attn_op_get_info(node->op)->flags & ATTN_OP_LEAF) ||
+        program->use_counts[node->outputs[0].index] == 0)
+      continue;
+    bool is_borrowed;
+    attn_tensor output;
+    ATTN_RETURN_IF_ERROR(attn_interp_eval_node(
+        graph, (attn_node_id){n}, NULL, program->symbols, args->weights ? &args->weights[n] : NULL,
+        program->run_allocator, program->run_diag, &output, &is_borrowed));
+    program->values[node->outputs[0].index] = output;
+    program->states[node->outputs[0].index] = is_borrowed ? VALUE_BORROWED : VALUE_OWNED;
+  }
+  return ATTN_OK;
+}
+
+static attn_status missing_value(attn_cpu_program *program, const attn_node *node) {
+  return attn_diag_error(program->run_diag, node->loc, ATTN_ERROR_INVALID_GRAPH,
+                         "%s: reads a value no kernel has computed (an invalid partition)",
+                         attn_op_get_info(node->op)->name);
+}
+
+// Runs the kernel's nodes from `begin` with the reference evaluator, each into its own tensor,
+// then copies the kernel's outputs into their buffers. Outputs go to the buffers only at the
+// end, because the plan may give an output the buffer of an input a later node still reads.
+static attn_status run_reference(attn_cpu_program *program, const attn_kernel_io *io,
+                                 uint32_t kernel, uint32_t begin) {
+  const attn_graph *graph = program->graph;
+  attn_status status = ATTN_OK;
+  for (uint32_t n = begin; n < io->end_node && status == ATTN_OK; n++) {
+    const attn_node *node = &graph->nodes[n];
+    if (node->is_dead || node->kernel != kernel)
+      continue;
+    if (node->input_count > MAX_NODE_INPUTS || node->output_count > MAX_NODE_OUTPUTS)
+      return attn_diag_error(program->run_diag, node->loc, ATTN_ERROR_UNSUPPORTED,
+                             "%s: too many inputs or outputs", attn_op_get_info(node->op)->name);
+    attn_tensor inputs[MAX_NODE_INPUTS], outputs[MAX_NODE_OUTPUTS];
+    for (uint32_t i = 0; i < node->input_count; i++) {
+      if (program->states[node->inputs[i].index] == VALUE_NONE)
+        return missing_value(program, node);
+      inputs[i] = program->values[node->inputs[i].index];
+    }
+    bool is_borrowed;
+    status =
+        attn_interp_eval_node(graph, (attn_node_id){n}, inputs, program->symbols, NULL,
+                              program->run_allocator, program->run_diag, outputs, &is_borrowed);
+    for (uint32_t o = 0; o < node->output_count && status == ATTN_OK; o++) {
+      // Planned values take their buffer back at the end (the plan gives the place again).
+      uint32_t v = node->outputs[o].index;
+      if (program->states[v] == VALUE_OWNED)
+        release(program, v);
+      program->values[v] = outputs[o];
+      program->states[v] = is_borrowed ? VALUE_BORROWED : VALUE_OWNED;
+    }
+  }
+  if (status != ATTN_OK)
+    return status;
+  // Move every output that has a buffer into it; free what the kernel made for itself.
+  for (uint32_t n = begin; n < io->end_node; n++) {
+    const attn_node *node = &graph->nodes[n];
+    if (node->is_dead || node->kernel != kernel)
+      continue;
+    for (uint32_t o = 0; o < node->output_count; o++) {
+      uint32_t v = node->outputs[o].index;
+      uint32_t b = graph->values[v].buffer;
+      if (b == 0 || b >= graph->buffer_count)
+        continue;
+      if (program->states[v] != VALUE_OWNED)
+        continue;
+      attn_tensor result = program->values[v];
+      size_t bytes = 0;
+      attn_tensor_size_bytes(&result, &bytes);
+      void *place = (char *)program->block + program->buffer_offsets[b];
+      if (bytes)
+        memmove(place, result.data, bytes);
+      attn_tensor_free(program->run_allocator, &program->values[v]);
+      program->values[v] = result;
+      program->values[v].data = place;
+      program->states[v] = VALUE_BUFFER;
+    }
+  }
+  return ATTN_OK;
+}
+
+static void run_view(attn_cpu_program *program, const attn_kernel_io *io, uint32_t kernel) {
+  const attn_graph *graph = program->graph;
+  for (uint32_t n = io->first_node; n < io->end_node; n++) {
+    const attn_node *node = &graph->nodes[n];
+    if (node->is_dead || node->kernel != kernel)
+      continue;
+    uint32_t in = node->inputs[0].index, out = node->outputs[0].index;
+    attn_tensor view;
+    if (concrete_tensor(program, node->outputs[0], &view) != ATTN_OK)
+      continue; // the reshape's shape was checked when the input was placed
+    view.data = program->values[in].data;
+    if (program->states[out] == VALUE_OWNED)
+      release(program, out);
+    program->values[out] = view;
+    program->states[out] = VALUE_BORROWED;
+  }
+}
+
+// ---- the GEMM step ---------------------------------------------------------------------------
+
+typedef struct gemm_call {
+  attn_gemm_f32_fn fn;
+  const float *a, *b, *bias, *residual;
+  float *c;
+  int64_t m, n, k, lda, ldb, ldc;
+  int64_t batch;                        // batch items
+  int64_t rows_per_item;                // row blocks per batch item
+  int64_t block_rows;                   // rows of a row block
+  int64_t a_stride, b_stride, c_stride; // elements between batch items
+  const int64_t *a_offsets, *b_offsets; // per batch item, when strides do not describe them
+} gemm_call;
+
+static attn_status gemm_chunk(void *ctx, int64_t begin, int64_t end, uint32_t thread_index) {
+  (void)thread_index;
+  const gemm_call *call = ctx;
+  for (int64_t item = begin; item < end; item++) {
+    int64_t batch = item / call->rows_per_item, block = item % call->rows_per_item;
+    int64_t row_begin = block * call->block_rows;
+    int64_t row_end =
+        row_begin + call->block_rows < call->m ? row_begin + call->block_rows : call->m;
+    const float *a = call->a + call->a_offsets[batch];
+    const float *b = call->b + call->b_offsets[batch];
+    float *c = call->c + batch * call->c_stride;
+    const float *residual = call->residual ? call->residual + batch * call->c_stride : NULL;
+    call->fn(a, b, c, call->m, call->n, call->k, call->lda, call->ldb, call->ldc, call->bias,
+             residual, call->ldc, row_begin, row_end);
+  }
+  return ATTN_OK;
+}
+
+// Element offsets of each batch item of `t` broadcast to the batch dims of `out` (all dims but
+// the last two).
+static void batch_offsets(const attn_tensor *t, const attn_tensor *out, int64_t batch,
+                          int64_t *offsets) {
+  uint32_t out_batch_rank = out->rank - 2;
+  int64_t matrix = t->dims[t->rank - 1] * t->dims[t->rank - 2];
+  int64_t strides[ATTN_MAX_RANK] = {0};
+  int64_t stride = matrix;
+  for (uint32_t d = t->rank - 2; d-- > 0;) {
+    uint32_t od = d + out_batch_rank - (t->rank - 2);
+    strides[od] = t->dims[d] == 1 ? 0 : stride;
+    stride *= t->dims[d];
+  }
+  for (int64_t item = 0; item < batch; item++) {
+    int64_t rest = item, offset = 0;
+    for (uint32_t d = out_batch_rank; d-- > 0;) {
+      offset += (rest % out->dims[d]) * strides[d];
+      rest /= out->dims[d];
+    }
+    offsets[item] = offset;
+  }
+}
+
+static attn_status run_gemm(attn_cpu_program *program, const step *s) {
+  const gemm_plan *plan = &s->gemm;
+  const attn_node *matmul = plan->matmul;
+  if (program->states[matmul->inputs[0].index] == VALUE_NONE ||
+      program->states[matmul->inputs[1].index] == VALUE_NONE)
+    return missing_value(program, matmul);
+  const attn_tensor *a = &program->values[matmul->inputs[0].index];
+  const attn_tensor *b = &program->values[matmul->inputs[1].index];
+  attn_tensor *out = &program->values[plan->out.index];
+  if (program->states[plan->out.index] != VALUE_BUFFER) {
+    attn_tensor shape;
+    ATTN_RETURN_IF_ERROR(concrete_tensor(program, plan->out, &shape));
+    if (attn_tensor_alloc(program->run_allocator, shape.dtype, shape.rank, shape.dims, out) !=
+        ATTN_OK)
+      return out_of_memory(program);
+    program->states[plan->out.index] = VALUE_OWNED;
+  }
+  const float *bias = plan->spec.bias ? program->values[plan->bias.index].data : NULL;
+  const float *residual = plan->spec.residual ? program->values[plan->residual.index].data : NULL;
+  int64_t m = out->dims[out->rank - 2], n = out->dims[out->rank - 1];
+  int64_t k = plan->spec.transpose_a ? a->dims[a->rank - 2] : a->dims[a->rank - 1];
+  int64_t batch = 1;
+  for (uint32_t d = 0; d + 2 < out->rank; d++)
+    batch *= out->dims[d];
+  // An output that is its own residual (the plan's in-place epilogue) gets a private result:
+  // the kernel keeps partial sums in its output.
+  float *c = out->data;
+  size_t out_bytes = 0;
+  attn_tensor_size_bytes(out, &out_bytes);
+  bool in_place = residual && residual == c;
+  if (in_place && !(c = attn_allocator_alloc(program->run_allocator, out_bytes)))
+    return out_of_memory(program);
+  int64_t *offsets = attn_allocator_alloc(program->run_allocator, 2 * (size_t)batch * 8);
+  if (!offsets) {
+    if (in_place)
+      attn_allocator_free(program->run_allocator, c, out_bytes);
+    return out_of_memory(program);
+  }
+  batch_offsets(a, out, batch, offsets);
+  batch_offsets(b, out, batch, offsets + batch);
+  uint32_t threads = attn_pool_thread_count(program->backend->pool);
+  // Row blocks: a multiple of the register tile, enough of them for every thread.
+  int64_t items_wanted = 4 * (int64_t)threads;
+  int64_t per_item = batch >= items_wanted ? 1 : (items_wanted + batch - 1) / batch;
+  int64_t block_rows = (m + per_item - 1) / per_item;
+  block_rows = (block_rows + ATTN_GEMM_TILE_ROWS - 1) / ATTN_GEMM_TILE_ROWS * ATTN_GEMM_TILE_ROWS;
+  if (block_rows < ATTN_GEMM_TILE_ROWS)
+    block_rows = ATTN_GEMM_TILE_ROWS;
+  gemm_call call = {
+      .fn = plan->fn,
+      .a = a->data,
+      .b = b->data,
+      .bias = bias,
+      .residual = residual,
+      .c = c,
+      .m = m,
+      .n = n,
+      .k = k,
+      .lda = a->dims[a->rank - 1],
+      .ldb = b->dims[b->rank - 1],
+      .ldc = n,
+      .batch = batch,
+      .rows_per_item = (m + block_rows - 1) / block_rows,
+      .block_rows = block_rows,
+      .c_stride = m * n,
+      .a_offsets = offsets,
+      .b_offsets = offsets + batch,
+  };
+  attn_status status = ATTN_OK;
+  if (m > 0 && n > 0)
+    status = attn_pool_parallel_for(program->backend->pool, batch * call.rows_per_item, 1,
+                                    gemm_chunk, &call);
+  if (in_place) {
+    memcpy(out->data, c, out_bytes);
+    attn_allocator_free(program->run_allocator, c, out_bytes);
+  }
+  attn_allocator_free(program->run_allocator, offsets, 2 * (size_t)batch * 8);
+  ATTN_RETURN_IF_ERROR(status);
+  if (plan->rest_begin)
+    ATTN_RETURN_IF_ERROR(
+        run_reference(program, &program->io[s->kernel], s->kernel, plan->rest_begin));
+  return ATTN_OK;
+}
+
+static attn_status run_step(attn_cpu_program *program, step *s) {
+  const attn_kernel_io *io = &program->io[s->kernel];
+  switch (s->impl) {
+  case ATTN_CPU_STEP_VIEW:
+    run_view(program, io, s->kernel);
+    return ATTN_OK;
+  case ATTN_CPU_STEP_GEMM:
+    return run_gemm(program, s);
+  case ATTN_CPU_STEP_REFERENCE:
+  case ATTN_CPU_STEP_IMPL_COUNT:
+    break;
+  }
+  return run_reference(program, io, s->kernel, io->first_node);
+}
+
+static attn_status take_outputs(attn_cpu_program *program, attn_tensor *out_outputs) {
+  const attn_graph *graph = program->graph;
+  for (uint32_t i = 0; i < graph->output_count; i++) {
+    uint32_t v = graph->outputs[i].index;
+    if (program->states[v] == VALUE_NONE)
+      return attn_diag_error(program->run_diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_GRAPH,
+                             "output '%s' is not computed (an invalid partition)",
+                             graph->output_names[i]);
+    const attn_tensor *value = &program->values[v];
+    if (attn_tensor_alloc(program->run_allocator, value->dtype, value->rank, value->dims,
+                          &out_outputs[i]) != ATTN_OK)
+      return out_of_memory(program);
+    size_t bytes = 0;
+    if (attn_tensor_size_bytes(value, &bytes) && bytes)
+      memcpy(out_outputs[i].data, value->data, bytes);
+  }
+  return ATTN_OK;
+}
+
+static attn_status run(attn_cpu_program *program, const attn_interp_args *args,
+                       attn_tensor *out_outputs) {
+  ATTN_RETURN_IF_ERROR(bind_inputs(program, args));
+  ATTN_RETURN_IF_ERROR(place_buffers(program));
+  ATTN_RETURN_IF_ERROR(bind_leaves(program, args));
+  for (uint32_t i = 0; i < program->step_count; i++) {
+    step *s = &program->steps[i];
+    double start = seconds_now();
+    ATTN_RETURN_IF_ERROR(run_step(program, s));
+    s->run_seconds += seconds_now() - start;
+    s->runs++;
+  }
+  return take_outputs(program, out_outputs);
+}
+
+attn_status attn_cpu_program_run(attn_cpu_program *program, const attn_interp_args *args,
+                                 attn_allocator allocator, attn_diag *diag,
+                                 attn_tensor *out_outputs) {
+  const attn_graph *graph = program->graph;
+  memset(out_outputs, 0, graph->output_count * sizeof(*out_outputs));
+  program->run_allocator = allocator;
+  program->run_diag = diag;
+  memset(program->states, 0, graph->value_count * sizeof(*program->states));
+  attn_status status = run(program, args, out_outputs);
+  if (status != ATTN_OK)
+    for (uint32_t i = 0; i < graph->output_count; i++)
+      attn_tensor_free(allocator, &out_outputs[i]);
+  for (uint32_t v = 1; v < graph->value_count; v++)
+    release(program, v);
+  return status;
+}
