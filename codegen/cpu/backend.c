@@ -16,7 +16,10 @@
 #include "runtime/base/allocator.h"
 #include "runtime/cpu/pool.h"
 
-enum { MAX_NODE_INPUTS = 64, MAX_NODE_OUTPUTS = 256, BUFFER_ALIGN = 64 };
+enum { MAX_NODE_INPUTS = 64, MAX_NODE_OUTPUTS = 256, BUFFER_ALIGN = 64, GUARD_BYTES = 256 };
+
+// The byte guard bands are filled with.
+#define GUARD_PATTERN 0xA5
 
 // ---- the backend and its function cache ------------------------------------------------------
 
@@ -162,7 +165,7 @@ struct attn_cpu_program {
   int64_t *symbols;
   attn_tensor *values;
   uint8_t *states;
-  size_t *buffer_offsets;
+  size_t *buffer_offsets, *buffer_sizes;
   void *block; // the memory plan's buffers
   size_t block_size;
   attn_allocator run_allocator;
@@ -346,8 +349,9 @@ attn_status attn_cpu_program_compile(attn_cpu_backend *backend, const attn_graph
     program->values = attn_arena_calloc(arena, graph->value_count, sizeof(attn_tensor));
     program->states = attn_arena_calloc(arena, graph->value_count, sizeof(uint8_t));
     program->buffer_offsets = attn_arena_calloc(arena, graph->buffer_count, sizeof(size_t));
+    program->buffer_sizes = attn_arena_calloc(arena, graph->buffer_count, sizeof(size_t));
     if (!program->steps || !program->symbols || !program->values || !program->states ||
-        !program->buffer_offsets)
+        !program->buffer_offsets || !program->buffer_sizes)
       status = ATTN_ERROR_OUT_OF_MEMORY;
   }
   if (status == ATTN_ERROR_OUT_OF_MEMORY)
@@ -428,7 +432,8 @@ static void release(attn_cpu_program *program, uint32_t value) {
 // Lays the buffers out in one block, growing it when the symbols make them larger.
 static attn_status place_buffers(attn_cpu_program *program) {
   const attn_graph *graph = program->graph;
-  size_t total = 0;
+  size_t guard = program->backend->options.guard_bands ? GUARD_BYTES : 0;
+  size_t total = guard;
   for (uint32_t b = 1; b < graph->buffer_count; b++) {
     int64_t bytes;
     if (attn_graph_dim_eval(graph, graph->buffers[b].bytes, program->symbols, &bytes) != ATTN_OK ||
@@ -436,7 +441,8 @@ static attn_status place_buffers(attn_cpu_program *program) {
       return attn_diag_error(program->run_diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_ARGUMENT,
                              "the size of buffer b%u does not evaluate with the bound symbols", b);
     program->buffer_offsets[b] = total;
-    total += ((size_t)bytes + BUFFER_ALIGN - 1) / BUFFER_ALIGN * BUFFER_ALIGN;
+    program->buffer_sizes[b] = (size_t)bytes;
+    total += ((size_t)bytes + BUFFER_ALIGN - 1) / BUFFER_ALIGN * BUFFER_ALIGN + guard;
   }
   if (total > program->block_size) {
     attn_allocator allocator = program->backend->allocator;
@@ -447,6 +453,8 @@ static attn_status place_buffers(attn_cpu_program *program) {
       return out_of_memory(program);
     program->block_size = total;
   }
+  if (guard)
+    memset(program->block, GUARD_PATTERN, total);
   for (uint32_t v = 1; v < graph->value_count; v++) {
     uint32_t b = graph->values[v].buffer;
     if (b == 0 || b >= graph->buffer_count || !attn_value_producer(graph, (attn_value_id){v}))
@@ -454,6 +462,26 @@ static attn_status place_buffers(attn_cpu_program *program) {
     ATTN_RETURN_IF_ERROR(concrete_tensor(program, (attn_value_id){v}, &program->values[v]));
     program->values[v].data = (char *)program->block + program->buffer_offsets[b];
     program->states[v] = VALUE_BUFFER;
+  }
+  return ATTN_OK;
+}
+
+// Checks that the bytes between and around the buffers still hold the guard pattern.
+static attn_status check_guards(attn_cpu_program *program, const step *s) {
+  const attn_graph *graph = program->graph;
+  const unsigned char *block = program->block;
+  size_t begin = 0;
+  for (uint32_t b = 1; b <= graph->buffer_count; b++) {
+    size_t end = b < graph->buffer_count ? program->buffer_offsets[b] : program->block_size;
+    for (size_t i = begin; i < end; i++)
+      if (block[i] != GUARD_PATTERN)
+        return attn_diag_error(program->run_diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_GRAPH,
+                               "kernel k%u (%s, run as %s) wrote outside its output buffers, "
+                               "%zu bytes into the block",
+                               s->kernel, attn_kernel_kind_name(graph->kernels[s->kernel].kind),
+                               attn_cpu_step_impl_name(s->impl), i);
+    if (b < graph->buffer_count)
+      begin = program->buffer_offsets[b] + program->buffer_sizes[b];
   }
   return ATTN_OK;
 }
@@ -768,6 +796,8 @@ static attn_status run(attn_cpu_program *program, const attn_interp_args *args,
     ATTN_RETURN_IF_ERROR(run_step(program, s));
     s->run_seconds += seconds_now() - start;
     s->runs++;
+    if (program->backend->options.guard_bands)
+      ATTN_RETURN_IF_ERROR(check_guards(program, s));
   }
   return take_outputs(program, out_outputs);
 }

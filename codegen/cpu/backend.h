@@ -19,6 +19,10 @@ typedef struct attn_cpu_backend_options {
   uint32_t thread_count;
   // Run every kernel with the reference evaluator (the conformance tests' control).
   bool reference_only;
+  // Surround every buffer with guard bands of a known pattern and check them after each step:
+  // a kernel that writes outside its outputs fails the run (ATTN_ERROR_INVALID_GRAPH, naming
+  // the kernel). For tests; it costs a scan of the bands per step.
+  bool guard_bands;
 } attn_cpu_backend_options;
 
 // Creates a backend: the host JIT and the thread pool. `options` may be NULL. `diag` is borrowed

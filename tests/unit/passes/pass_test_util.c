@@ -31,9 +31,23 @@ void pass_test_fill(attn_tensor *tensor, uint64_t seed, const pass_test_data *da
   }
 }
 
+static attn_status run_interp(void *ctx, const attn_graph *graph, const attn_interp_args *args,
+                              attn_diag *diag, attn_tensor *out_outputs) {
+  (void)ctx;
+  return attn_interp_run(graph, args, attn_allocator_system(), diag, out_outputs);
+}
+
 attn_status pass_test_evaluate(const attn_graph *graph, const int64_t *symbols,
                                const pass_test_data *input_data, const pass_test_data *weight_data,
                                attn_diag *diag, pass_test_outputs *out) {
+  return pass_test_evaluate_with(graph, symbols, input_data, weight_data, run_interp, NULL, diag,
+                                 out);
+}
+
+attn_status pass_test_evaluate_with(const attn_graph *graph, const int64_t *symbols,
+                                    const pass_test_data *input_data,
+                                    const pass_test_data *weight_data, pass_test_runner runner,
+                                    void *runner_ctx, attn_diag *diag, pass_test_outputs *out) {
   attn_allocator a = attn_allocator_system();
   attn_tensor *inputs = calloc(graph->input_count + 1, sizeof(*inputs));
   attn_tensor *weights = calloc(graph->node_count, sizeof(*weights));
@@ -57,7 +71,7 @@ attn_status pass_test_evaluate(const attn_graph *graph, const int64_t *symbols,
   }
   assert_true(graph->output_count <= PASS_TEST_MAX_OUTPUTS);
   attn_interp_args args = {inputs, weights, symbols};
-  attn_status status = attn_interp_run(graph, &args, a, diag, out->tensors);
+  attn_status status = runner(runner_ctx, graph, &args, diag, out->tensors);
   out->count = status == ATTN_OK ? graph->output_count : 0;
   for (uint32_t i = 0; i < graph->input_count; i++)
     attn_tensor_free(a, &inputs[i]);

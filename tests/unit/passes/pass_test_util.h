@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "ir/interp.h"
 #include "ir/ir.h"
 #include "runtime/base/tensor.h"
 
@@ -51,6 +52,18 @@ attn_status pass_test_evaluate(const attn_graph *graph, const int64_t *symbols,
                                const pass_test_data *inputs, const pass_test_data *weights,
                                attn_diag *diag, pass_test_outputs *out);
 void pass_test_outputs_free(pass_test_outputs *outputs);
+
+// What runs a graph for pass_test_evaluate_with: attn_interp_run's contract, outputs allocated
+// with the system allocator.
+typedef attn_status (*pass_test_runner)(void *ctx, const attn_graph *graph,
+                                        const attn_interp_args *args, attn_diag *diag,
+                                        attn_tensor *out_outputs);
+
+// pass_test_evaluate with another runner (a backend) in place of the reference evaluator.
+attn_status pass_test_evaluate_with(const attn_graph *graph, const int64_t *symbols,
+                                    const pass_test_data *inputs, const pass_test_data *weights,
+                                    pass_test_runner runner, void *runner_ctx, attn_diag *diag,
+                                    pass_test_outputs *out);
 
 enum {
   PASS_TEST_EXACT = 1 << 0,  // every output bit for bit

@@ -1,0 +1,366 @@
+// Conformance of the cpu backend: every op and every attention variant, written as small .attn
+// graphs, runs through the default pass pipeline and the cpu backend and must agree with the
+// reference evaluator on the graph as written. Symbols stay symbolic through the passes and are
+// bound only at run time, so kernels are checked generic over them; sizes are odd on purpose
+// (no dim a multiple of a tile). The backend surrounds every buffer with guard bands and fails a
+// run whose kernel writes outside its outputs. Each case also names how its kernels must run
+// (a generator, not the reference evaluator), so a generator that stops taking a kernel fails.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "codegen/cpu/backend.h"
+#include "frontend/parse.h"
+#include "passes/pass.h"
+#include "runtime/base/allocator.h"
+#include "tests/unit/passes/pass_test_util.h"
+
+typedef struct conformance_case {
+  const char *name;
+  const char *text;      // the graph
+  const char *symbols;   // "B=2,T=37" (unnamed symbols get 5)
+  double tolerance;      // relative L2 of float outputs; 0: 1e-5
+  const char *generated; // a step implementation at least one kernel must use, or NULL
+  pass_test_data data;   // how inputs are drawn; all zero: floats in [-2, 2), ints in [0, 5)
+} conformance_case;
+
+// A case: its name, its text, its symbols, then any other field as a designated initializer.
+#define CASE(name_, text_, ...)                                                                    \
+  { .name = name_, .text = text_, .symbols = __VA_ARGS__ }
+
+#define F32_3D "x: f32[B, T, 19], y: f32[B, T, 19]"
+
+static const conformance_case cases[] = {
+    // ---- elementwise ------------------------------------------------------------------------
+    CASE("unary",
+         "graph g(" F32_3D ") -> (o: f32[B, T, 19]) {\n"
+         "  a = add(neg(x), abs(y))\n"
+         "  b = mul(exp(x), tanh(y))\n"
+         "  c = add(sqrt(abs(x)), rsqrt(add(abs(y), constant(f32[], 1))))\n"
+         "  d = add(erf(x), sigmoid(y))\n"
+         "  e = add(relu(x), gelu(y))\n"
+         "  f = add(gelu(x, approximate=tanh), silu(y))\n"
+         "  g = log(add(abs(x), constant(f32[], 0.5)))\n"
+         "  return add(add(add(a, b), add(c, d)), add(add(e, f), g))\n"
+         "}\n",
+         "B=2,T=7"),
+    CASE("binary_broadcast",
+         "graph g(x: f32[B, T, 19], r: f32[19], c: f32[B, 1, 19]) "
+         "-> (o: f32[B, T, 19]) {\n"
+         "  a = sub(div(x, add(abs(r), constant(f32[], 1))), c)\n"
+         "  b = maximum(minimum(x, c), r)\n"
+         "  p = pow(abs(x), constant(f32[], 1.5))\n"
+         "  return add(add(a, b), p)\n"
+         "}\n",
+         "B=3,T=5"),
+    CASE("compare_where",
+         "graph g(" F32_3D ") -> (o: f32[B, T, 19], m: bool[B, T, 19]) {\n"
+         "  lt_ = lt(x, y)\n"
+         "  m = or(and(le(x, y), ge(x, constant(f32[], 0))), "
+         "not(or(eq(x, y), ne(gt(x, y), lt_))))\n"
+         "  return where(lt_, x, y), m\n"
+         "}\n",
+         "B=2,T=9"),
+    CASE("integers_cast",
+         "graph g(i: i64[B, T], j: i32[B, T]) -> (o: i64[B, T], f: f32[B, T]) {\n"
+         "  s = add(mul(i, cast(j, dtype=i64)), constant(i64[], 3))\n"
+         "  q = div(s, add(cast(j, dtype=i64), constant(i64[], 1)))\n"
+         "  return sub(q, i), cast(q, dtype=f32)\n"
+         "}\n",
+         "B=2,T=11"),
+    // ---- matmul ----------------------------------------------------------------------------
+    CASE("gemm_linear",
+         "graph g(x: f32[B, T, 67]) -> (o: f32[B, T, 19]) {\n"
+         "  w = weight(\"w\", f32[19, 67])\n"
+         "  return add(matmul(x, w, transpose_b=true), weight(\"b\", f32[19]))\n"
+         "}\n",
+         "B=2,T=37", .generated = "gemm"),
+    CASE("gemm_epilogues",
+         "graph g(x: f32[B, T, 67]) -> (o: f32[B, T, 23], p: f32[B, T, 23], "
+         "q: f32[B, T, 23]) {\n"
+         "  w = weight(\"w\", f32[67, 23])\n"
+         "  bias = weight(\"b\", f32[23])\n"
+         "  h = gelu(add(matmul(x, w), bias), approximate=tanh)\n"
+         "  o = add(h, relu(add(matmul(x, w), bias)))\n"
+         "  p = silu(matmul(x, w))\n"
+         "  q = gelu(add(matmul(x, w), bias))\n"
+         "  return o, p, q\n"
+         "}\n",
+         "B=1,T=29", .generated = "gemm"),
+    CASE("gemm_residual",
+         "graph g(x: f32[T, 40], r: f32[T, 33]) -> (o: f32[T, 33]) {\n"
+         "  return add(r, matmul(x, weight(\"w\", f32[40, 33])))\n"
+         "}\n",
+         "T=13", .generated = "gemm"),
+    CASE("gemm_batched",
+         "graph g(q: f32[B, 3, T, 24], k: f32[B, 3, T, 24]) "
+         "-> (s: f32[B, 3, T, T], u: f32[B, 3, 24, 24]) {\n"
+         "  return matmul(q, k, transpose_b=true), matmul(q, k, transpose_a=true)\n"
+         "}\n",
+         "B=2,T=17", .generated = "gemm"),
+    CASE("gemm_broadcast_batch",
+         "graph g(a: f32[B, 1, T, 16], b: f32[3, 16, 21]) "
+         "-> (o: f32[B, 3, T, 21]) {\n"
+         "  return matmul(a, b)\n"
+         "}\n",
+         "B=2,T=10", .generated = "gemm"),
+    // ---- norms -----------------------------------------------------------------------------
+    CASE("softmax",
+         "graph g(x: f32[B, T, 37]) -> (a: f32[B, T, 37], b: f32[B, T, 37], "
+         "c: f32[B, T, 37]) {\n"
+         "  return softmax(x), log_softmax(x), softmax(mul(x, constant(f32[], 3)), axis=1)\n"
+         "}\n",
+         "B=2,T=9"),
+    CASE("layernorm",
+         "graph g(x: f32[B, T, 45], r: f32[B, T, 45]) -> (a: f32[B, T, 45], "
+         "b: f32[B, T, 45], c: f32[B, T, 45]) {\n"
+         "  a = layernorm(add(x, r), weight(\"g\", f32[45]), weight(\"b\", f32[45]))\n"
+         "  b = add(layernorm(x, epsilon=0.001), r)\n"
+         "  c = rmsnorm(x, weight(\"g\", f32[45]), epsilon=1e-6)\n"
+         "  return a, b, c\n"
+         "}\n",
+         "B=2,T=11"),
+    // ---- reductions ------------------------------------------------------------------------
+    CASE("reductions",
+         "graph g(x: f32[B, T, 13]) -> (a: f32[B, T], b: f32[B, 1, 13], c: f32[T], "
+         "d: f32[B, T, 1], e: i64[B, T]) {\n"
+         "  a = sum(mul(x, x), axes=[2])\n"
+         "  b = mean(x, axes=[1], keepdims=true)\n"
+         "  c = max(x, axes=[0, 2])\n"
+         "  d = min(x, axes=[-1], keepdims=true)\n"
+         "  e = argmax(x, axes=[2])\n"
+         "  return a, b, c, d, e\n"
+         "}\n",
+         "B=3,T=7"),
+    // ---- layout, gather, rope, topk ----------------------------------------------------------
+    CASE("layout",
+         "graph g(x: f32[B, T, 24], y: f32[B, T, 8]) -> (a: f32[B, 4, T, 6], "
+         "b: f32[B, T, 32], c: f32[B, T, 8], d: f32[B, T, 5], e: f32[2, B, T, 8]) {\n"
+         "  a = permute(reshape(x, shape=[B, T, 4, 6]), perm=[0, 2, 1, 3])\n"
+         "  b = concat(x, y, axis=2)\n"
+         "  p, q, c = split(x, axis=2, sizes=[10, 6, 8])\n"
+         "  d = slice(x, axis=2, start=3, end=13, step=2)\n"
+         "  e = expand(reshape(y, shape=[1, B, T, 8]), shape=[2, B, T, 8])\n"
+         "  return a, b, c, d, e\n"
+         "}\n",
+         "B=2,T=9"),
+    CASE("gather",
+         "graph g(ids: i64[B, T]) -> (e: f32[B, T, 12], f: f32[10, B, T]) {\n"
+         "  table = weight(\"wte\", f32[10, 12])\n"
+         "  return gather(table, ids, axis=0), gather(table, ids, axis=1)\n"
+         "}\n",
+         "B=1,T=6", .data = {.float_scale = 2, .int_bound = 10}),
+    CASE("rope",
+         "graph g(x: f32[B, 3, T, 16]) -> (a: f32[B, 3, T, 16], b: f32[B, 3, T, 16], "
+         "c: f32[B, 3, T, 16]) {\n"
+         "  positions = iota(i64[T], axis=0)\n"
+         "  a = rope(x, positions, style=half)\n"
+         "  b = rope(x, positions, style=interleaved, theta=500.0)\n"
+         "  c = rope(x, positions, rotary_dim=8)\n"
+         "  return a, b, c\n"
+         "}\n",
+         "B=2,T=13"),
+    CASE("topk",
+         "graph g(x: f32[B, T, 29]) -> (v: f32[B, T, 5], i: i64[B, T, 5], w: f32[B, 2, 29], "
+         "j: i64[B, 2, 29]) {\n"
+         "  v, i = topk(x, k=5)\n"
+         "  w, j = topk(x, k=2, axis=1, largest=false)\n"
+         "  return v, i, w, j\n"
+         "}\n",
+         "B=2,T=7"),
+};
+
+// ---- attention variants (generated into the table below at startup) -----------------------
+
+typedef struct attention_variant {
+  const char *mask;    // "none", "causal", "sliding_window, window=9, sinks=2"
+  int heads, kv_heads; // GQA ratio = heads / kv_heads
+  int head_dim, value_dim;
+  const char *tq, *tk;  // dims of q and of k/v ("T" or "T + P" for a KV cache)
+  const char *extra;    // more attributes, or ""
+  const char *inputs;   // more graph inputs (a mask tensor, captures), or ""
+  const char *operands; // more attention operands, or ""
+  const char *symbols;
+} attention_variant;
+
+static const attention_variant attention_variants[] = {
+    {"none", 4, 4, 64, 64, "T", "T", "", "", "", "B=1,T=37"},
+    {"causal", 4, 4, 64, 64, "T", "T", "", "", "", "B=2,T=100"},
+    {"causal", 8, 2, 32, 32, "T", "T", ", lse=true", "", "", "B=1,T=41"},
+    {"causal", 8, 1, 80, 80, "T", "T", "", "", "", "B=1,T=23"},
+    {"none", 8, 4, 128, 128, "T", "T", ", lse=true", "", "", "B=1,T=19"},
+    {"causal", 8, 8, 64, 32, "T", "T", "", "", "", "B=1,T=33"},
+    {"sliding_window, window=9, sinks=2", 4, 2, 32, 32, "T", "T", "", "", "", "B=1,T=57"},
+    {"sliding_window, window=5", 2, 1, 64, 64, "T", "T", ", lse=true", "", "", "B=2,T=21"},
+    {"causal", 8, 2, 64, 64, "T", "T + P", ", lse=true", "", "", "B=1,T=1,P=300"},
+    {"causal", 4, 1, 128, 128, "T", "T + P", "", "", "", "B=1,T=4,P=517"},
+    {"none", 4, 4, 32, 32, "T", "T", ", has_mask=true", ", m: bool[B, 1, T, T]", ", m", "B=2,T=15"},
+    {"causal", 4, 2, 32, 32, "T", "T", ", has_mask=true, lse=true", ", m: f32[T, T]", ", m",
+     "B=1,T=26"},
+    {"none", 4, 4, 32, 32, "T", "T", ", norm=sigmoid, sigmoid_bias=-1.5", "", "", "B=1,T=18"},
+    {"causal", 4, 4, 32, 32, "T", "T", ", score_mod={ score + slopes[h] * (kv_idx - q_idx) }",
+     ", slopes: f32[4]", "", "B=1,T=22"},
+    {"none", 2, 2, 64, 64, "T", "T", ", scale=0.3", "", "", "B=1,T=1"},
+};
+
+enum { ATTENTION_VARIANTS = sizeof(attention_variants) / sizeof(attention_variants[0]) };
+enum { CASES = sizeof(cases) / sizeof(cases[0]) };
+
+static char attention_texts[ATTENTION_VARIANTS][1024];
+static char attention_names[ATTENTION_VARIANTS][32];
+static conformance_case attention_cases[ATTENTION_VARIANTS];
+
+static void build_attention_cases(void) {
+  for (int i = 0; i < ATTENTION_VARIANTS; i++) {
+    const attention_variant *v = &attention_variants[i];
+    bool lse = strstr(v->extra, "lse=true") != NULL;
+    char outputs[128];
+    snprintf(outputs, sizeof(outputs), "o: f32[B, %d, %s, %d]%s", v->heads, v->tq, v->value_dim,
+             lse ? ", l: f32[B, " : "");
+    if (lse) {
+      size_t used = strlen(outputs);
+      snprintf(outputs + used, sizeof(outputs) - used, "%d, %s]", v->heads, v->tq);
+    }
+    snprintf(attention_texts[i], sizeof(attention_texts[i]),
+             "graph g(q: f32[B, %d, %s, %d], k: f32[B, %d, %s, %d], v: f32[B, %d, %s, %d]%s) "
+             "-> (%s) {\n"
+             "  %s = attention(q, k, v%s, mask=%s%s)\n"
+             "  return %s\n"
+             "}\n",
+             v->heads, v->tq, v->head_dim, v->kv_heads, v->tk, v->head_dim, v->kv_heads, v->tk,
+             v->value_dim, v->inputs, outputs, lse ? "o, l" : "o", v->operands, v->mask, v->extra,
+             lse ? "o, l" : "o");
+    snprintf(attention_names[i], sizeof(attention_names[i]), "attention_%d", i);
+    attention_cases[i] = (conformance_case){attention_names[i],
+                                            attention_texts[i],
+                                            v->symbols,
+                                            0,
+                                            NULL,
+                                            {.float_scale = 2, .keeps_a_key_per_row = true}};
+  }
+}
+
+// ---- running a case --------------------------------------------------------------------------
+
+typedef struct cpu_runner {
+  attn_cpu_backend *backend;
+  const conformance_case *c;
+  bool saw_generated;
+} cpu_runner;
+
+static attn_status run_on_cpu(void *ctx, const attn_graph *graph, const attn_interp_args *args,
+                              attn_diag *diag, attn_tensor *out_outputs) {
+  cpu_runner *runner = ctx;
+  attn_cpu_program *program;
+  ATTN_RETURN_IF_ERROR(attn_cpu_program_compile(runner->backend, graph, &program));
+  // Twice: the second run reuses the first one's buffers and compiled functions.
+  attn_status status =
+      attn_cpu_program_run(program, args, attn_allocator_system(), diag, out_outputs);
+  for (uint32_t i = 0; status == ATTN_OK && i < graph->output_count; i++)
+    attn_tensor_free(attn_allocator_system(), &out_outputs[i]);
+  if (status == ATTN_OK)
+    status = attn_cpu_program_run(program, args, attn_allocator_system(), diag, out_outputs);
+  for (uint32_t s = 0; s < attn_cpu_program_step_count(program); s++) {
+    attn_cpu_step_info info = attn_cpu_program_step(program, s);
+    const char *impl = attn_cpu_step_impl_name(info.impl);
+    if (runner->c->generated && strcmp(impl, runner->c->generated) == 0)
+      runner->saw_generated = true;
+  }
+  attn_cpu_program_destroy(program);
+  return status;
+}
+
+static attn_graph *parse_case(const conformance_case *c, attn_diag *diag) {
+  attn_graph *graph = NULL;
+  attn_status status = attn_parse_text(c->name, c->text, strlen(c->text), NULL,
+                                       attn_allocator_system(), diag, &graph);
+  if (status != ATTN_OK)
+    attn_diag_write(diag, stderr);
+  assert_int_equal(status, ATTN_OK);
+  return graph;
+}
+
+static void run_case(const conformance_case *c, attn_cpu_backend *backend) {
+  attn_diag diag;
+  attn_diag_init(&diag, attn_allocator_system());
+  pass_test_data data = c->data;
+  if (data.float_scale == 0 && data.int_bound == 0)
+    data = (pass_test_data){.float_scale = 2, .int_bound = 5};
+  pass_test_data weights = {.float_scale = 0.5, .int_bound = 5};
+
+  attn_graph *reference = parse_case(c, &diag);
+  int64_t *symbols = pass_test_symbols(reference, c->symbols, 5);
+  pass_test_outputs want = {0}, got = {0};
+  assert_int_equal(pass_test_evaluate(reference, symbols, &data, &weights, &diag, &want), ATTN_OK);
+
+  attn_graph *graph = parse_case(c, &diag);
+  attn_pipeline pipeline;
+  attn_pipeline_run_options options = {0};
+  assert_int_equal(attn_pipeline_parse("default", attn_allocator_system(), &diag, &pipeline),
+                   ATTN_OK);
+  attn_status status = attn_pipeline_run(&pipeline, graph, &options);
+  attn_pipeline_deinit(&pipeline);
+  if (status != ATTN_OK)
+    attn_diag_write(&diag, stderr);
+  assert_int_equal(status, ATTN_OK);
+
+  cpu_runner runner = {backend, c, false};
+  status =
+      pass_test_evaluate_with(graph, symbols, &data, &weights, run_on_cpu, &runner, &diag, &got);
+  if (status != ATTN_OK)
+    attn_diag_write(&diag, stderr);
+  assert_int_equal(status, ATTN_OK);
+  pass_test_compare(c->name, &want, &got, c->tolerance ? c->tolerance : 1e-5, 0);
+  if (c->generated && !runner.saw_generated)
+    fail_msg("%s: no kernel ran as '%s'", c->name, c->generated);
+
+  pass_test_outputs_free(&want);
+  pass_test_outputs_free(&got);
+  free(symbols);
+  attn_graph_destroy(graph);
+  attn_graph_destroy(reference);
+  attn_diag_deinit(&diag);
+}
+
+static attn_cpu_backend *backend;
+static attn_diag backend_diag;
+
+static int setup(void **state) {
+  (void)state;
+  attn_diag_init(&backend_diag, attn_allocator_system());
+  attn_cpu_backend_options options = {.thread_count = 2, .guard_bands = true};
+  if (attn_cpu_backend_create(&options, attn_allocator_system(), &backend_diag, &backend) !=
+      ATTN_OK) {
+    attn_diag_write(&backend_diag, stderr);
+    return -1;
+  }
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  attn_cpu_backend_destroy(backend);
+  attn_diag_deinit(&backend_diag);
+  return 0;
+}
+
+static void test_one(void **state) {
+  run_case(*state, backend);
+}
+
+int main(void) {
+  build_attention_cases();
+  struct CMUnitTest tests[CASES + ATTENTION_VARIANTS];
+  for (int i = 0; i < CASES; i++)
+    tests[i] = (struct CMUnitTest){cases[i].name, test_one, NULL, NULL, (void *)&cases[i]};
+  for (int i = 0; i < ATTENTION_VARIANTS; i++)
+    tests[CASES + i] =
+        (struct CMUnitTest){attention_cases[i].name, test_one, NULL, NULL, &attention_cases[i]};
+  return _cmocka_run_group_tests("cpu_conformance", tests, CASES + ATTENTION_VARIANTS, setup,
+                                 teardown);
+}
