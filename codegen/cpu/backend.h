@@ -17,6 +17,9 @@ typedef struct attn_cpu_backend attn_cpu_backend;
 typedef struct attn_cpu_backend_options {
   // Threads of the pool (0: ATTN_NUM_THREADS, else one per core; see runtime/cpu/pool.h).
   uint32_t thread_count;
+  // Where compiled kernels are kept between processes: NULL takes $ATTN_CACHE_DIR, else
+  // $XDG_CACHE_HOME/attnc, else $HOME/.cache/attnc; "" keeps them in memory only.
+  const char *cache_dir;
   // Run every kernel with the reference evaluator (the conformance tests' control).
   bool reference_only;
   // Surround every buffer with guard bands of a known pattern and check them after each step:

@@ -2,8 +2,13 @@
 // NULL handle from LLVM becomes an attn_status here, with LLVM's text in the diagnostics.
 #include "codegen/cpu/jit.h"
 
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Error.h>
@@ -21,6 +26,8 @@ struct attn_cpu_jit {
   char *cpu;      // LLVM-owned
   char *features; // LLVM-owned
   attn_cpu_features parsed;
+  char *cache_dir;    // NULL: no disk cache
+  uint64_t cache_key; // the CPU, its features and the LLVM version, hashed
 };
 
 // Whether the comma-separated LLVM feature list `features` enables `name`.
@@ -139,6 +146,7 @@ void attn_cpu_jit_destroy(attn_cpu_jit *jit) {
   LLVMDisposeMessage(jit->triple);
   LLVMDisposeMessage(jit->cpu);
   LLVMDisposeMessage(jit->features);
+  free(jit->cache_dir);
   free(jit);
 }
 
@@ -160,6 +168,157 @@ void attn_cpu_module_destroy(LLVMModuleRef module) {
   LLVMContextRef context = LLVMGetModuleContext(module);
   LLVMDisposeModule(module);
   LLVMContextDispose(context);
+}
+
+// ---- the disk cache ---------------------------------------------------------------------------
+// One file per function: "<dir>/<function name>-<cache key, 16 hex>.o" holding a header (the
+// magic "ATTNOBJ1", the object's size and its FNV-1a hash, each a little-endian u64) and the
+// object. A file that does not check out is ignored and rewritten.
+
+enum { CACHE_HEADER_BYTES = 24 };
+static const char cache_magic[8] = {'A', 'T', 'T', 'N', 'O', 'B', 'J', '1'};
+
+static uint64_t fnv1a(uint64_t hash, const void *data, size_t size) {
+  const unsigned char *bytes = data;
+  for (size_t i = 0; i < size; i++)
+    hash = (hash ^ bytes[i]) * UINT64_C(0x100000001b3);
+  return hash;
+}
+
+static void put_u64(unsigned char *out, uint64_t value) {
+  for (int i = 0; i < 8; i++)
+    out[i] = (unsigned char)(value >> (8 * i));
+}
+
+static uint64_t get_u64(const unsigned char *in) {
+  uint64_t value = 0;
+  for (int i = 0; i < 8; i++)
+    value |= (uint64_t)in[i] << (8 * i);
+  return value;
+}
+
+// Creates `dir` and its missing parents.
+static bool make_dirs(char *dir) {
+  for (char *p = dir + 1; *p; p++) {
+    if (*p != '/')
+      continue;
+    *p = '\0';
+    bool ok = mkdir(dir, 0755) == 0 || errno == EEXIST;
+    *p = '/';
+    if (!ok)
+      return false;
+  }
+  return mkdir(dir, 0755) == 0 || errno == EEXIST;
+}
+
+attn_status attn_cpu_jit_set_cache_dir(attn_cpu_jit *jit, const char *dir) {
+  free(jit->cache_dir);
+  jit->cache_dir = NULL;
+  if (!dir || !*dir)
+    return ATTN_OK;
+  char *copy = strdup(dir);
+  if (!copy)
+    return attn_diag_error(jit->diag, ATTN_LOC_NONE, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
+  if (!make_dirs(copy)) {
+    attn_status status =
+        attn_diag_error(jit->diag, ATTN_LOC_NONE, ATTN_ERROR_IO,
+                        "cannot create the kernel cache directory '%s': %s", dir, strerror(errno));
+    free(copy);
+    return status;
+  }
+  unsigned major, minor, patch;
+  LLVMGetVersion(&major, &minor, &patch);
+  unsigned version[3] = {major, minor, patch};
+  uint64_t key = fnv1a(UINT64_C(0xcbf29ce484222325), jit->cpu, strlen(jit->cpu));
+  key = fnv1a(key, jit->features, strlen(jit->features));
+  jit->cache_key = fnv1a(key, version, sizeof(version));
+  jit->cache_dir = copy;
+  return ATTN_OK;
+}
+
+const char *attn_cpu_jit_cache_dir(const attn_cpu_jit *jit) {
+  return jit->cache_dir;
+}
+
+static void cache_path(const attn_cpu_jit *jit, const char *name, char *path, size_t size) {
+  snprintf(path, size, "%s/%s-%016" PRIx64 ".o", jit->cache_dir, name, jit->cache_key);
+}
+
+// Writes the object to a temporary file beside its place, then renames it there, so readers
+// never see half a file. A failure to write only loses the cache entry.
+static void cache_store(const attn_cpu_jit *jit, const char *name, const char *data, size_t size) {
+  char path[4096], temporary[4200];
+  cache_path(jit, name, path, sizeof(path));
+  snprintf(temporary, sizeof(temporary), "%s.%ld.tmp", path, (long)getpid());
+  FILE *file = fopen(temporary, "wb");
+  if (!file)
+    return;
+  unsigned char header[CACHE_HEADER_BYTES];
+  memcpy(header, cache_magic, 8);
+  put_u64(header + 8, size);
+  put_u64(header + 16, fnv1a(UINT64_C(0xcbf29ce484222325), data, size));
+  bool ok = fwrite(header, 1, sizeof(header), file) == sizeof(header) &&
+            fwrite(data, 1, size, file) == size;
+  ok = fclose(file) == 0 && ok;
+  if (!ok || rename(temporary, path) != 0)
+    remove(temporary);
+}
+
+// Compiles the optimised module to an object, keeps a copy in the cache and adds it to LLJIT.
+static attn_status add_object(attn_cpu_jit *jit, LLVMModuleRef module) {
+  size_t name_length = 0;
+  const char *module_name = LLVMGetModuleIdentifier(module, &name_length);
+  char name[256];
+  snprintf(name, sizeof(name), "%.*s", (int)name_length, module_name);
+  char *message = NULL;
+  LLVMMemoryBufferRef object = NULL;
+  LLVMBool failed = LLVMTargetMachineEmitToMemoryBuffer(jit->target_machine, module, LLVMObjectFile,
+                                                        &message, &object);
+  attn_cpu_module_destroy(module);
+  if (failed) {
+    attn_status status = attn_diag_error(jit->diag, ATTN_LOC_NONE, ATTN_ERROR_DEVICE,
+                                         "LLVM cannot compile '%s': %s", name, message);
+    LLVMDisposeMessage(message);
+    return status;
+  }
+  cache_store(jit, name, LLVMGetBufferStart(object), LLVMGetBufferSize(object));
+  LLVMErrorRef error =
+      LLVMOrcLLJITAddObjectFile(jit->lljit, LLVMOrcLLJITGetMainJITDylib(jit->lljit), object);
+  if (error)
+    return error_from_llvm(jit->diag, error, ATTN_ERROR_DEVICE, "cannot add an object to the JIT");
+  return ATTN_OK;
+}
+
+attn_status attn_cpu_jit_add_cached(attn_cpu_jit *jit, const char *name, bool *out_found) {
+  *out_found = false;
+  if (!jit->cache_dir)
+    return ATTN_OK;
+  char path[4096];
+  cache_path(jit, name, path, sizeof(path));
+  FILE *file = fopen(path, "rb");
+  if (!file)
+    return ATTN_OK;
+  unsigned char header[CACHE_HEADER_BYTES];
+  char *data = NULL;
+  uint64_t size = 0;
+  bool ok = fread(header, 1, sizeof(header), file) == sizeof(header) &&
+            memcmp(header, cache_magic, 8) == 0 && (size = get_u64(header + 8)) > 0 &&
+            size < (UINT64_C(1) << 32) && (data = malloc((size_t)size));
+  ok = ok && fread(data, 1, (size_t)size, file) == size && fgetc(file) == EOF &&
+       fnv1a(UINT64_C(0xcbf29ce484222325), data, (size_t)size) == get_u64(header + 16);
+  fclose(file);
+  if (!ok) {
+    free(data);
+    return ATTN_OK; // a stale or damaged entry: compile again, which rewrites it
+  }
+  LLVMMemoryBufferRef object = LLVMCreateMemoryBufferWithMemoryRangeCopy(data, (size_t)size, name);
+  free(data);
+  LLVMErrorRef error =
+      LLVMOrcLLJITAddObjectFile(jit->lljit, LLVMOrcLLJITGetMainJITDylib(jit->lljit), object);
+  if (error)
+    return error_from_llvm(jit->diag, error, ATTN_ERROR_DEVICE, "cannot add a cached object");
+  *out_found = true;
+  return ATTN_OK;
 }
 
 attn_status attn_cpu_jit_add_module_owned(attn_cpu_jit *jit, LLVMModuleRef module) {
@@ -187,6 +346,8 @@ attn_status attn_cpu_jit_add_module_owned(attn_cpu_jit *jit, LLVMModuleRef modul
     return error_from_llvm(jit->diag, error, ATTN_ERROR_DEVICE, "the O3 pipeline failed");
   }
 
+  if (jit->cache_dir)
+    return add_object(jit, module);
   // The thread-safe context takes the module's LLVMContext, and the thread-safe module the
   // module; the module keeps the context alive after this handle to it is dropped.
   LLVMOrcThreadSafeContextRef ts_context =

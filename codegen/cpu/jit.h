@@ -59,6 +59,23 @@ const char *attn_cpu_jit_feature_string(const attn_cpu_jit *jit);
 // fails otherwise, for instance on a symbol defined twice.
 attn_status attn_cpu_jit_add_module_owned(attn_cpu_jit *jit, LLVMModuleRef module) ATTN_MUST_USE;
 
+// ---- the disk cache ----
+// With a cache directory set, every module added is compiled to an object at once, and the
+// object is also written to the directory under its module's name (the generators name a module
+// after its function) and a key of the target CPU, its features and the LLVM version; a later
+// attn_cpu_jit_add_cached of that name, in any process with the same key, adds the object
+// without generating or compiling anything. Damaged or partly written entries are ignored.
+
+// Sets (NULL or "": unsets) the cache directory, creating it. ATTN_ERROR_IO when it cannot be
+// created.
+attn_status attn_cpu_jit_set_cache_dir(attn_cpu_jit *jit, const char *dir) ATTN_MUST_USE;
+// The cache directory, or NULL.
+const char *attn_cpu_jit_cache_dir(const attn_cpu_jit *jit);
+// Adds the cached object of module `name` when the cache holds a sound one (*out_found true);
+// otherwise does nothing and returns ATTN_OK with *out_found false.
+attn_status attn_cpu_jit_add_cached(attn_cpu_jit *jit, const char *name,
+                                    bool *out_found) ATTN_MUST_USE;
+
 // A compiled function's address, cast by the caller to the function's real type.
 typedef void (*attn_cpu_jit_fn)(void);
 

@@ -333,7 +333,7 @@ static attn_diag backend_diag;
 static int setup(void **state) {
   (void)state;
   attn_diag_init(&backend_diag, attn_allocator_system());
-  attn_cpu_backend_options options = {.thread_count = 2, .guard_bands = true};
+  attn_cpu_backend_options options = {.thread_count = 2, .guard_bands = true, .cache_dir = ""};
   if (attn_cpu_backend_create(&options, attn_allocator_system(), &backend_diag, &backend) !=
       ATTN_OK) {
     attn_diag_write(&backend_diag, stderr);
