@@ -514,6 +514,86 @@ static void models_are_partitioned_completely_contiguously_and_convexly(void **s
   }
 }
 
+// attn_graph_kernel_io against a brute-force reading of the partition: each kernel's node range
+// holds exactly its nodes; its inputs are the values its nodes read from outside it (iotas
+// excepted), each once in first-use order; its outputs the values it makes that another kernel
+// reads or that are graph outputs, in the order they are made.
+static void check_kernel_io(const attn_graph *graph) {
+  attn_arena arena;
+  attn_arena_init(&arena, attn_allocator_system());
+  attn_kernel_io *io = NULL;
+  assert_int_equal(attn_graph_kernel_io(graph, &arena, &io), ATTN_OK);
+  assert_non_null(io);
+  attn_value_id *want = calloc(graph->value_count + 1, sizeof(*want));
+  assert_non_null(want);
+  for (uint32_t k = 1; k < graph->kernel_count; k++) {
+    uint32_t count = 0;
+    for (uint32_t n = 1; n < graph->node_count; n++) {
+      if (!is_computed(graph, n) || graph->nodes[n].kernel != k)
+        continue;
+      assert_true(n >= io[k].first_node && n < io[k].end_node);
+      for (uint32_t i = 0; i < graph->nodes[n].input_count; i++) {
+        attn_value_id v = graph->nodes[n].inputs[i];
+        uint32_t p = graph->values[v.index].producer.index;
+        if ((is_computed(graph, p) && graph->nodes[p].kernel == k) ||
+            (p && graph->nodes[p].op == ATTN_OP_IOTA))
+          continue;
+        bool seen = false;
+        for (uint32_t j = 0; j < count && !seen; j++)
+          seen = want[j].index == v.index;
+        if (!seen)
+          want[count++] = v;
+      }
+    }
+    assert_int_equal(io[k].input_count, count);
+    for (uint32_t j = 0; j < count; j++)
+      assert_int_equal(io[k].inputs[j].index, want[j].index);
+    count = 0;
+    for (uint32_t n = io[k].first_node; n < io[k].end_node; n++) {
+      if (!is_computed(graph, n) || graph->nodes[n].kernel != k)
+        continue;
+      for (uint32_t o = 0; o < graph->nodes[n].output_count; o++) {
+        uint32_t v = graph->nodes[n].outputs[o].index;
+        bool leaves = is_output(graph, v);
+        for (uint32_t r = 1; r < graph->node_count && !leaves; r++)
+          for (uint32_t i = 0; is_computed(graph, r) && graph->nodes[r].kernel != k &&
+                               i < graph->nodes[r].input_count;
+               i++)
+            leaves = leaves || graph->nodes[r].inputs[i].index == v;
+        if (leaves)
+          want[count++] = graph->nodes[n].outputs[o];
+      }
+    }
+    assert_int_equal(io[k].output_count, count);
+    for (uint32_t j = 0; j < count; j++)
+      assert_int_equal(io[k].outputs[j].index, want[j].index);
+  }
+  free(want);
+  attn_arena_deinit(&arena);
+}
+
+static void kernel_io_matches_the_partition(void **state) {
+  (void)state;
+  for (size_t i = 0; i < MODEL_CASE_COUNT; i++) {
+    const model_case *c = &model_cases[i];
+    attn_diag diag;
+    attn_diag_init(&diag, attn_allocator_system());
+    attn_graph *graph = load_model(c, &diag);
+    int64_t *symbols = pass_test_symbols(graph, c->bindings, SYMBOL_DEFAULT);
+    attn_arena arena;
+    attn_arena_init(&arena, attn_allocator_system());
+    attn_kernel_io *io = (attn_kernel_io *)&arena; // anything but NULL
+    assert_int_equal(attn_graph_kernel_io(graph, &arena, &io), ATTN_OK);
+    assert_null(io); // not partitioned yet
+    attn_arena_deinit(&arena);
+    expect_passes(graph, "default", symbols);
+    check_kernel_io(graph);
+    free(symbols);
+    attn_graph_destroy(graph);
+    attn_diag_deinit(&diag);
+  }
+}
+
 static void models_get_a_valid_memory_plan(void **state) {
   (void)state;
   for (size_t i = 0; i < MODEL_CASE_COUNT; i++) {
@@ -803,6 +883,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(models_are_partitioned_completely_contiguously_and_convexly),
       cmocka_unit_test(models_get_a_valid_memory_plan),
+      cmocka_unit_test(kernel_io_matches_the_partition),
       cmocka_unit_test(models_keep_exact_numerics),
       cmocka_unit_test(gpt2_fuses_epilogues_and_adds_residuals_in_place),
       cmocka_unit_test(printed_plan_parses_back),
