@@ -30,6 +30,7 @@ import argparse
 import filecmp
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -210,6 +211,24 @@ def fails(args):
             sys.exit(f"FAIL: stderr lacks {piece!r}")
 
 
+def bench(args):
+    """attnc bench: a per-kernel table, then median_ms=<number> as the last line."""
+    ids = os.path.join(args.checkpoint, "input_ids.npy")
+    _, stdout, _ = run([args.attnc, "bench", args.model, "-w", args.checkpoint,
+                        "-i", "input_ids=" + ids, "-b", args.backend, "--iters", "3",
+                        "--warmup", "1"])
+    lines = stdout.strip().splitlines()
+    last = lines[-1]
+    if not re.fullmatch(r"median_ms=[0-9]+\.[0-9]+", last):
+        sys.exit(f"FAIL: the last line is {last!r}")
+    if float(last.split("=")[1]) <= 0:
+        sys.exit(f"FAIL: {last}")
+    if args.backend == "cpu":
+        for want in ("kernel", " gemm ", "attn_gemm_f32_", "compilation"):
+            if not any(want in line for line in lines):
+                sys.exit(f"FAIL: no line has {want!r}:\n{stdout}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--attnc", required=True)
@@ -229,6 +248,9 @@ def main():
     p.add_argument("model")
     p.add_argument("arch")
     p.add_argument("config")
+    p = sub.add_parser("bench")
+    p.add_argument("model")
+    p.add_argument("checkpoint")
     p = sub.add_parser("demo")
     p.add_argument("model")
     p = sub.add_parser("stats")
@@ -246,7 +268,7 @@ def main():
         args.args = args.args[1:]
     shutil.rmtree(args.work, ignore_errors=True)
     os.makedirs(args.work)
-    {"hf": hf, "mil": mil, "random": random, "demo": demo, "stats": stats,
+    {"hf": hf, "mil": mil, "random": random, "demo": demo, "stats": stats, "bench": bench,
      "fails": fails}[args.kind](args)
     print("PASS")
 
