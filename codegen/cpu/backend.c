@@ -7,11 +7,13 @@
 #include "codegen/cpu/backend.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "codegen/cpu/attention.h"
 #include "codegen/cpu/jit.h"
 #include "codegen/cpu/kernels.h"
 #include "runtime/base/allocator.h"
@@ -159,6 +161,8 @@ const char *attn_cpu_step_impl_name(attn_cpu_step_impl impl) {
     return "view";
   case ATTN_CPU_STEP_GEMM:
     return "gemm";
+  case ATTN_CPU_STEP_ATTENTION:
+    return "attention";
   case ATTN_CPU_STEP_REFERENCE:
     return "reference";
   case ATTN_CPU_STEP_IMPL_COUNT:
@@ -180,11 +184,19 @@ typedef struct gemm_plan {
   attn_gemm_f32_fn fn;
 } gemm_plan;
 
+// An attention kernel: its node and the spec of the flash-attention template.
+typedef struct attention_plan {
+  const attn_node *node;
+  attn_attention_spec spec;
+  attn_attention_fn fn;
+} attention_plan;
+
 typedef struct step {
   uint32_t kernel;
   attn_cpu_step_impl impl;
   const char *function;
   gemm_plan gemm;
+  attention_plan attention;
   double compile_seconds, run_seconds;
   uint64_t runs;
 } step;
@@ -344,6 +356,63 @@ static attn_status compile_gemm(attn_cpu_program *program, step *s) {
   return s->function ? ATTN_OK : ATTN_ERROR_OUT_OF_MEMORY;
 }
 
+// Matches an attention kernel the template covers: f32 or bf16 q, k, v and out of constant
+// head dims, a bool or f32 mask tensor, no score mod.
+static bool match_attention(const attn_cpu_program *program, const attn_kernel_io *io,
+                            attention_plan *plan) {
+  const attn_graph *graph = program->graph;
+  memset(plan, 0, sizeof(*plan));
+  const attn_node *node = &graph->nodes[io->first_node];
+  if (node->op != ATTN_OP_ATTENTION)
+    return false;
+  const attn_attention_attrs *attrs = node->attrs;
+  const attn_type *q = value_type(graph, node->inputs[0]), *k = value_type(graph, node->inputs[1]);
+  const attn_type *v = value_type(graph, node->inputs[2]);
+  const attn_type *out = value_type(graph, node->outputs[0]);
+  attn_dtype dtype = q->dtype;
+  if ((dtype != ATTN_DTYPE_F32 && dtype != ATTN_DTYPE_BF16) || k->dtype != dtype ||
+      v->dtype != dtype || out->dtype != dtype || attrs->score_mod || q->rank != 4 ||
+      !attn_dim_is_constant(q->dims[3]) || !attn_dim_is_constant(v->dims[3]))
+    return false;
+  attn_attention_spec *spec = &plan->spec;
+  spec->head_dim = q->dims[3];
+  spec->value_dim = v->dims[3];
+  spec->mask = attrs->mask == ATTN_MASK_CAUSAL           ? ATTN_CPU_ATTENTION_MASK_CAUSAL
+               : attrs->mask == ATTN_MASK_SLIDING_WINDOW ? ATTN_CPU_ATTENTION_MASK_SLIDING_WINDOW
+                                                         : ATTN_CPU_ATTENTION_MASK_NONE;
+  if (attrs->has_mask) {
+    const attn_type *mask = value_type(graph, node->inputs[3]);
+    if (mask->rank > 4 || (mask->dtype != ATTN_DTYPE_BOOL && mask->dtype != ATTN_DTYPE_F32))
+      return false;
+    spec->mask_tensor = mask->dtype == ATTN_DTYPE_BOOL ? ATTN_CPU_ATTENTION_MASK_TENSOR_BOOL
+                                                       : ATTN_CPU_ATTENTION_MASK_TENSOR_F32;
+  }
+  spec->norm = attrs->norm == ATTN_NORM_SIGMOID ? ATTN_CPU_ATTENTION_NORM_SIGMOID
+                                                : ATTN_CPU_ATTENTION_NORM_SOFTMAX;
+  spec->lse = attrs->has_lse;
+  spec->dtype = dtype == ATTN_DTYPE_BF16 ? ATTN_CPU_ATTENTION_BF16 : ATTN_CPU_ATTENTION_F32;
+  spec->vector_width = program->backend->vector_width;
+  plan->node = node;
+  return true;
+}
+
+static attn_status generate_attention(void *ctx, attn_diag *diag, LLVMModuleRef *out_module) {
+  char name[ATTN_CPU_KERNEL_NAME_MAX];
+  return attn_cpu_attention_generate(ctx, diag, out_module, name);
+}
+
+static attn_status compile_attention(attn_cpu_program *program, step *s) {
+  char name[ATTN_CPU_KERNEL_NAME_MAX];
+  snprintf(name, sizeof(name), "attn_attention_%016" PRIx64,
+           attn_attention_spec_hash(&s->attention.spec));
+  attn_cpu_jit_fn fn;
+  ATTN_RETURN_IF_ERROR(get_function(program->backend, name, generate_attention, &s->attention.spec,
+                                    &fn, &s->compile_seconds));
+  s->attention.fn = (attn_attention_fn)fn;
+  s->function = attn_arena_strdup(&program->arena, name);
+  return s->function ? ATTN_OK : ATTN_ERROR_OUT_OF_MEMORY;
+}
+
 static attn_status compile_steps(attn_cpu_program *program) {
   const attn_graph *graph = program->graph;
   attn_cpu_backend *backend = program->backend;
@@ -362,6 +431,9 @@ static attn_status compile_steps(attn_cpu_program *program) {
     if (kind == ATTN_KERNEL_GEMM && match_gemm(program, io, &s->gemm)) {
       s->impl = ATTN_CPU_STEP_GEMM;
       ATTN_RETURN_IF_ERROR(compile_gemm(program, s));
+    } else if (kind == ATTN_KERNEL_ATTENTION && match_attention(program, io, &s->attention)) {
+      s->impl = ATTN_CPU_STEP_ATTENTION;
+      ATTN_RETURN_IF_ERROR(compile_attention(program, s));
     }
   }
   return ATTN_OK;
@@ -793,6 +865,69 @@ static attn_status run_gemm(attn_cpu_program *program, const step *s) {
   return ATTN_OK;
 }
 
+// ---- the attention step ----------------------------------------------------------------------
+
+// The output `index` of `node`: its buffer, or a tensor allocated for the run.
+static attn_status output_tensor(attn_cpu_program *program, const attn_node *node, uint32_t index,
+                                 attn_tensor **out_tensor) {
+  attn_value_id value = node->outputs[index];
+  attn_tensor *tensor = &program->values[value.index];
+  if (program->states[value.index] != VALUE_BUFFER) {
+    attn_tensor shape;
+    ATTN_RETURN_IF_ERROR(concrete_tensor(program, value, &shape));
+    if (attn_tensor_alloc(program->run_allocator, shape.dtype, shape.rank, shape.dims, tensor) !=
+        ATTN_OK)
+      return out_of_memory(program);
+    program->states[value.index] = VALUE_OWNED;
+  }
+  *out_tensor = tensor;
+  return ATTN_OK;
+}
+
+static attn_status run_attention(attn_cpu_program *program, const step *s) {
+  const attention_plan *plan = &s->attention;
+  const attn_node *node = plan->node;
+  const attn_attention_attrs *attrs = node->attrs;
+  for (uint32_t i = 0; i < node->input_count; i++)
+    if (program->states[node->inputs[i].index] == VALUE_NONE)
+      return missing_value(program, node);
+  const attn_tensor *q = &program->values[node->inputs[0].index];
+  const attn_tensor *k = &program->values[node->inputs[1].index];
+  const attn_tensor *v = &program->values[node->inputs[2].index];
+  attn_tensor *out, *lse = NULL;
+  ATTN_RETURN_IF_ERROR(output_tensor(program, node, 0, &out));
+  if (plan->spec.lse)
+    ATTN_RETURN_IF_ERROR(output_tensor(program, node, 1, &lse));
+  attn_cpu_attention_args args = {
+      .q = q->data,
+      .k = k->data,
+      .v = v->data,
+      .out = out->data,
+      .lse = lse ? lse->data : NULL,
+      .batch = q->dims[0],
+      .heads = q->dims[1],
+      .kv_heads = k->dims[1],
+      .tq = q->dims[2],
+      .tk = k->dims[2],
+      .window = attrs->window,
+      .sinks = attrs->sinks,
+      .scale = attrs->scale != 0 ? attrs->scale : 1.0 / sqrt((double)plan->spec.head_dim),
+      .sigmoid_bias = attrs->sigmoid_bias,
+  };
+  if (attrs->has_mask) {
+    // The mask's dims, right-aligned to [B, H, Tq, Tk]; a dim of 1 broadcasts.
+    const attn_tensor *mask = &program->values[node->inputs[3].index];
+    args.mask = mask->data;
+    int64_t stride = 1;
+    for (uint32_t d = mask->rank; d-- > 0;) {
+      args.mask_strides[4 - mask->rank + d] = mask->dims[d] == 1 ? 0 : stride;
+      stride *= mask->dims[d];
+    }
+  }
+  return attn_cpu_attention_launch(plan->fn, &plan->spec, &args, program->backend->pool,
+                                   program->run_allocator, program->run_diag);
+}
+
 static attn_status run_step(attn_cpu_program *program, step *s) {
   const attn_kernel_io *io = &program->io[s->kernel];
   switch (s->impl) {
@@ -801,6 +936,8 @@ static attn_status run_step(attn_cpu_program *program, step *s) {
     return ATTN_OK;
   case ATTN_CPU_STEP_GEMM:
     return run_gemm(program, s);
+  case ATTN_CPU_STEP_ATTENTION:
+    return run_attention(program, s);
   case ATTN_CPU_STEP_REFERENCE:
   case ATTN_CPU_STEP_IMPL_COUNT:
     break;

@@ -40,11 +40,12 @@ void attn_cpu_backend_destroy(attn_cpu_backend *backend);
 typedef enum attn_cpu_step_impl {
   ATTN_CPU_STEP_VIEW,      // nothing runs: the output is a view of the input
   ATTN_CPU_STEP_GEMM,      // the GEMM template, epilogue fused
+  ATTN_CPU_STEP_ATTENTION, // the flash-attention template (decode splits the keys)
   ATTN_CPU_STEP_REFERENCE, // the reference evaluator, node by node
   ATTN_CPU_STEP_IMPL_COUNT
 } attn_cpu_step_impl;
 
-// "view", "gemm", "reference".
+// "view", "gemm", "attention", "reference".
 const char *attn_cpu_step_impl_name(attn_cpu_step_impl impl);
 
 typedef struct attn_cpu_program attn_cpu_program;

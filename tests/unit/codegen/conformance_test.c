@@ -173,6 +173,24 @@ static const conformance_case cases[] = {
          "  return v, i, w, j\n"
          "}\n",
          "B=2,T=7"),
+    // ---- bf16 attention: inputs and output in bf16, sums in f32. One bf16 rounding of the
+    // output is up to 2^-9 relative (half an ulp of an 8-bit mantissa), and the reference rounds
+    // its double result once too, so the outputs may differ by one ulp: 4e-3 bounds the
+    // relative L2 of such differences.
+    CASE("attention_bf16_causal_gqa",
+         "graph g(q: bf16[B, 8, T, 64], k: bf16[B, 2, T, 64], v: bf16[B, 2, T, 64]) "
+         "-> (o: bf16[B, 8, T, 64]) {\n"
+         "  return attention(q, k, v, mask=causal)\n"
+         "}\n",
+         "B=1,T=45", .tolerance = 4e-3, .generated = "attention",
+         .data = {.float_scale = 2, .keeps_a_key_per_row = true}),
+    CASE("attention_bf16_decode",
+         "graph g(q: bf16[B, 4, T, 128], k: bf16[B, 4, T + P, 128], v: bf16[B, 4, T + P, 128]) "
+         "-> (o: bf16[B, 4, T, 128]) {\n"
+         "  return attention(q, k, v, mask=causal)\n"
+         "}\n",
+         "B=1,T=1,P=700", .tolerance = 4e-3, .generated = "attention",
+         .data = {.float_scale = 2, .keeps_a_key_per_row = true}),
 };
 
 // ---- attention variants (generated into the table below at startup) -----------------------
