@@ -1647,7 +1647,7 @@ static attn_status eval_call(expander *x, const attn_ast *e, value *out) {
   if (def)
     return call_def(x, e, def, out);
   attn_op op;
-  builtin_fn fn;
+  builtin_fn fn = FN_LEN; // find_builtin sets it when it returns true
   bool is_op = attn_op_from_name(e->name, strlen(e->name), &op);
   bool is_fn = find_builtin(e->name, &fn);
   if (!is_op && !is_fn) {

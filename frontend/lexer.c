@@ -271,7 +271,7 @@ attn_status attn_lex(const char *file, const char *text, size_t length, attn_are
       return error_at(&lx, lx.p, "too many lines");
     if (lx.p >= lx.end)
       break;
-    attn_token *token;
+    attn_token *token = NULL;
     ATTN_RETURN_IF_ERROR(lex_one(&lx, &token));
     tail = tail->next = token;
   }

@@ -68,6 +68,7 @@ attn_status attn_infer_types(attn_graph *graph, attn_op op, const void *attrs,
 
 static attn_status normalize_axis(attn_infer_ctx *ctx, int64_t axis, uint32_t rank,
                                   int64_t *out_axis) {
+  *out_axis = 0; // set on failure too, which -O3's flow analysis cannot see through fail()
   int64_t a = axis < 0 ? axis + (int64_t)rank : axis;
   if (a < 0 || a >= (int64_t)rank)
     return fail(ctx, "axis %lld is out of range for rank %u", (long long)axis, rank);

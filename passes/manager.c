@@ -234,7 +234,7 @@ static attn_status parse_items(parser *ps, const char *text) {
         list_passes(valid, sizeof(valid));
         return syntax_error(ps, "unknown pass '%.*s'; valid: %s", (int)length, name, valid);
       }
-      attn_pipeline_entry *entry;
+      attn_pipeline_entry *entry = NULL;
       ATTN_RETURN_IF_ERROR(append(ps, pass, &entry));
       skip_spaces(ps);
       if (*ps->p == '{')

@@ -1062,7 +1062,7 @@ static attn_status rewrite(matcher *m, const candidate *c, uint32_t n, uint32_t 
   };
   attn_value_id old = graph->nodes[out_matmul].outputs[0];
   attn_type want = *type_of(m, old);
-  bool is_fit;
+  bool is_fit = false;
   ATTN_RETURN_IF_ERROR(attention_fits(m, c, &attrs, &want, &is_fit));
   if (!is_fit)
     return ATTN_OK;
