@@ -16,6 +16,7 @@
 #include "codegen/cpu/attention.h"
 #include "codegen/cpu/jit.h"
 #include "codegen/cpu/kernels.h"
+#include "codegen/cpu/mlir.h"
 #include "runtime/base/allocator.h"
 #include "runtime/cpu/pool.h"
 
@@ -37,6 +38,7 @@ struct attn_cpu_backend {
   attn_cpu_backend_options options;
   attn_cpu_jit *jit;
   attn_pool *pool;
+  attn_cpu_mlir *mlir; // created when a program first needs it
   int vector_width;
   cached_function *functions;
   uint32_t function_count, function_capacity;
@@ -93,6 +95,7 @@ void attn_cpu_backend_destroy(attn_cpu_backend *backend) {
   if (!backend)
     return;
   attn_pool_destroy(backend->pool);
+  attn_cpu_mlir_destroy(backend->mlir);
   attn_cpu_jit_destroy(backend->jit);
   attn_allocator_free(backend->allocator, backend->functions,
                       backend->function_capacity * sizeof(*backend->functions));
@@ -163,6 +166,8 @@ const char *attn_cpu_step_impl_name(attn_cpu_step_impl impl) {
     return "gemm";
   case ATTN_CPU_STEP_ATTENTION:
     return "attention";
+  case ATTN_CPU_STEP_MLIR:
+    return "mlir";
   case ATTN_CPU_STEP_REFERENCE:
     return "reference";
   case ATTN_CPU_STEP_IMPL_COUNT:
@@ -197,6 +202,8 @@ typedef struct step {
   const char *function;
   gemm_plan gemm;
   attention_plan attention;
+  attn_cpu_mlir_kernel mlir;
+  attn_cpu_kernel_fn mlir_fn;
   double compile_seconds, run_seconds;
   uint64_t runs;
 } step;
@@ -413,6 +420,56 @@ static attn_status compile_attention(attn_cpu_program *program, step *s) {
   return s->function ? ATTN_OK : ATTN_ERROR_OUT_OF_MEMORY;
 }
 
+// The kernel kinds the MLIR path may take.
+static bool is_mlir_kind(attn_kernel_kind kind) {
+  return kind == ATTN_KERNEL_ELEMENTWISE || kind == ATTN_KERNEL_NORM ||
+         kind == ATTN_KERNEL_REDUCTION || kind == ATTN_KERNEL_LAYOUT || kind == ATTN_KERNEL_ROPE ||
+         kind == ATTN_KERNEL_GATHER;
+}
+
+typedef struct mlir_request {
+  attn_cpu_mlir *mlir;
+  const attn_graph *graph;
+  uint32_t kernel;
+  const attn_kernel_io *io;
+  int vector_width;
+} mlir_request;
+
+static attn_status generate_mlir(void *ctx, attn_diag *diag, LLVMModuleRef *out_module) {
+  const mlir_request *r = ctx;
+  attn_cpu_mlir_kernel kernel;
+  return attn_cpu_mlir_generate(r->mlir, r->graph, r->kernel, r->io, r->vector_width, diag,
+                                out_module, &kernel);
+}
+
+// Compiles the kernel through MLIR when the path covers it; *out_covered is false (and nothing
+// is recorded) when it does not, so the step stays on the reference evaluator.
+static attn_status compile_mlir(attn_cpu_program *program, step *s, bool *out_covered) {
+  attn_cpu_backend *backend = program->backend;
+  const attn_kernel_io *io = &program->io[s->kernel];
+  *out_covered = false;
+  attn_diag scratch;
+  attn_diag_init(&scratch, backend->allocator);
+  attn_status status = attn_cpu_mlir_describe(program->graph, s->kernel, io, backend->vector_width,
+                                              &scratch, &s->mlir);
+  if (status != ATTN_OK && status != ATTN_ERROR_UNSUPPORTED)
+    attn_diag_error(backend->diag, ATTN_LOC_NONE, status, "kernel k%u: %s", s->kernel,
+                    attn_diag_last_error(&scratch));
+  attn_diag_deinit(&scratch);
+  if (status != ATTN_OK)
+    return status == ATTN_ERROR_UNSUPPORTED ? ATTN_OK : status;
+  if (!backend->mlir)
+    ATTN_RETURN_IF_ERROR(attn_cpu_mlir_create(backend->diag, &backend->mlir));
+  mlir_request request = {backend->mlir, program->graph, s->kernel, io, backend->vector_width};
+  attn_cpu_jit_fn fn;
+  ATTN_RETURN_IF_ERROR(
+      get_function(backend, s->mlir.name, generate_mlir, &request, &fn, &s->compile_seconds));
+  s->mlir_fn = (attn_cpu_kernel_fn)fn;
+  s->function = attn_arena_strdup(&program->arena, s->mlir.name);
+  *out_covered = true;
+  return s->function ? ATTN_OK : ATTN_ERROR_OUT_OF_MEMORY;
+}
+
 static attn_status compile_steps(attn_cpu_program *program) {
   const attn_graph *graph = program->graph;
   attn_cpu_backend *backend = program->backend;
@@ -434,6 +491,11 @@ static attn_status compile_steps(attn_cpu_program *program) {
     } else if (kind == ATTN_KERNEL_ATTENTION && match_attention(program, io, &s->attention)) {
       s->impl = ATTN_CPU_STEP_ATTENTION;
       ATTN_RETURN_IF_ERROR(compile_attention(program, s));
+    } else if (is_mlir_kind(kind)) {
+      bool covered;
+      ATTN_RETURN_IF_ERROR(compile_mlir(program, s, &covered));
+      if (covered)
+        s->impl = ATTN_CPU_STEP_MLIR;
     }
   }
   return ATTN_OK;
@@ -928,6 +990,94 @@ static attn_status run_attention(attn_cpu_program *program, const step *s) {
                                    program->run_allocator, program->run_diag);
 }
 
+// ---- the MLIR step ---------------------------------------------------------------------------
+
+enum { MLIR_MAX_OPERANDS = 64, MLIR_CHUNK_ELEMENTS = 16384 };
+
+typedef struct mlir_call {
+  attn_cpu_kernel_fn fn;
+  void *data[MLIR_MAX_OPERANDS];
+  int64_t dims[MLIR_MAX_OPERANDS * ATTN_MAX_RANK];
+} mlir_call;
+
+static attn_status mlir_chunk(void *ctx, int64_t begin, int64_t end, uint32_t thread_index) {
+  (void)thread_index;
+  const mlir_call *call = ctx;
+  call->fn(call->data, call->dims, begin, end);
+  return ATTN_OK;
+}
+
+// The generated gather clamps indices; bad ones must be reported as the reference evaluator
+// reports them, so they are checked first.
+static attn_status check_gather_indices(attn_cpu_program *program, const attn_kernel_io *io,
+                                        uint32_t kernel) {
+  const attn_graph *graph = program->graph;
+  for (uint32_t n = io->first_node; n < io->end_node; n++) {
+    const attn_node *node = &graph->nodes[n];
+    if (node->is_dead || node->kernel != kernel || node->op != ATTN_OP_GATHER)
+      continue;
+    const attn_tensor *data = &program->values[node->inputs[0].index];
+    const attn_tensor *indices = &program->values[node->inputs[1].index];
+    if (!data->data || !indices->data)
+      continue; // computed inside the kernel: the generated code sees them
+    const attn_axis_attrs *attrs = node->attrs;
+    int64_t axis = attrs->axis < 0 ? attrs->axis + data->rank : attrs->axis;
+    int64_t dim = data->dims[axis], count = attn_tensor_element_count(indices);
+    for (int64_t i = 0; i < count; i++) {
+      int64_t index = indices->dtype == ATTN_DTYPE_I64   ? ((const int64_t *)indices->data)[i]
+                      : indices->dtype == ATTN_DTYPE_I32 ? ((const int32_t *)indices->data)[i]
+                                                         : (int64_t)attn_tensor_get_f64(indices, i);
+      if (index < -dim || index >= dim)
+        return attn_diag_error(program->run_diag, node->loc, ATTN_ERROR_INVALID_ARGUMENT,
+                               "gather: index %" PRId64 " (element %" PRId64
+                               " of the indices) is out of range for axis %" PRId64
+                               " of size %" PRId64,
+                               index, i, axis, dim);
+    }
+  }
+  return ATTN_OK;
+}
+
+static attn_status run_mlir(attn_cpu_program *program, const step *s) {
+  const attn_kernel_io *io = &program->io[s->kernel];
+  uint32_t operands = io->input_count + io->output_count;
+  if (operands > MLIR_MAX_OPERANDS)
+    return attn_diag_error(program->run_diag, ATTN_LOC_NONE, ATTN_ERROR_UNSUPPORTED,
+                           "kernel k%u has %u operands; the cpu backend passes at most %d",
+                           s->kernel, operands, MLIR_MAX_OPERANDS);
+  mlir_call call = {.fn = s->mlir_fn};
+  uint32_t dim_count = 0;
+  for (uint32_t i = 0; i < operands; i++) {
+    bool is_input = i < io->input_count;
+    attn_value_id value = is_input ? io->inputs[i] : io->outputs[i - io->input_count];
+    if (is_input && program->states[value.index] == VALUE_NONE)
+      return missing_value(program, &program->graph->nodes[io->first_node]);
+    attn_tensor *tensor = &program->values[value.index];
+    if (!is_input && program->states[value.index] != VALUE_BUFFER) {
+      attn_tensor shape;
+      ATTN_RETURN_IF_ERROR(concrete_tensor(program, value, &shape));
+      if (attn_tensor_alloc(program->run_allocator, shape.dtype, shape.rank, shape.dims, tensor) !=
+          ATTN_OK)
+        return out_of_memory(program);
+      program->states[value.index] = VALUE_OWNED;
+    }
+    call.data[i] = tensor->data;
+    for (uint32_t d = 0; d < tensor->rank; d++)
+      call.dims[dim_count++] = tensor->dims[d];
+  }
+  if (program->graph->kernels[s->kernel].kind == ATTN_KERNEL_GATHER)
+    ATTN_RETURN_IF_ERROR(check_gather_indices(program, io, s->kernel));
+  const attn_tensor *first = &program->values[io->outputs[0].index];
+  int64_t rows = 1;
+  for (uint32_t d = 0; d < s->mlir.parallel_rank && d < first->rank; d++)
+    rows *= first->dims[d];
+  int64_t elements = attn_tensor_element_count(first);
+  int64_t row_elements = rows > 0 ? elements / rows : 0;
+  int64_t grain = row_elements > 0 ? MLIR_CHUNK_ELEMENTS / row_elements : rows;
+  return attn_pool_parallel_for(program->backend->pool, rows, grain < 1 ? 1 : grain, mlir_chunk,
+                                &call);
+}
+
 static attn_status run_step(attn_cpu_program *program, step *s) {
   const attn_kernel_io *io = &program->io[s->kernel];
   switch (s->impl) {
@@ -938,6 +1088,8 @@ static attn_status run_step(attn_cpu_program *program, step *s) {
     return run_gemm(program, s);
   case ATTN_CPU_STEP_ATTENTION:
     return run_attention(program, s);
+  case ATTN_CPU_STEP_MLIR:
+    return run_mlir(program, s);
   case ATTN_CPU_STEP_REFERENCE:
   case ATTN_CPU_STEP_IMPL_COUNT:
     break;
