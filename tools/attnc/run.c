@@ -56,6 +56,7 @@ typedef struct run_request {
   const char *weights_path;
   const char *config_path;
   bool is_bench;
+  bool time_passes;
   int64_t iters, warmup;
   const char *backend;
   const char *passes;
@@ -364,12 +365,35 @@ static void report_steps(const attn_cpu_program *program, int64_t iters) {
   free(steps);
 }
 
+// The code generation lines of --time-passes, in the pass table's form: for each way kernels
+// run, its generation and compilation time, its kernels, and the functions it compiled (kernels
+// that share a spec share one; functions found in the disk cache cost only their loading).
+static void report_codegen(const attn_cpu_program *program, double compile_ms) {
+  double ms[ATTN_CPU_STEP_IMPL_COUNT] = {0};
+  uint32_t kernels[ATTN_CPU_STEP_IMPL_COUNT] = {0}, compiled[ATTN_CPU_STEP_IMPL_COUNT] = {0};
+  for (uint32_t i = 0; i < attn_cpu_program_step_count(program); i++) {
+    attn_cpu_step_info step = attn_cpu_program_step(program, i);
+    ms[step.impl] += step.compile_seconds * 1e3;
+    kernels[step.impl]++;
+    compiled[step.impl] += step.compile_seconds > 0;
+  }
+  for (int impl = 0; impl < ATTN_CPU_STEP_IMPL_COUNT; impl++) {
+    if (!kernels[impl])
+      continue;
+    char name[32];
+    snprintf(name, sizeof(name), "codegen %s", attn_cpu_step_impl_name((attn_cpu_step_impl)impl));
+    fprintf(stderr, "# %-24s %10.3f %8u kernels, %u functions compiled or loaded\n", name, ms[impl],
+            kernels[impl], compiled[impl]);
+  }
+  fprintf(stderr, "# %-24s %10.3f\n", "codegen total", compile_ms);
+}
+
 static attn_status run(run_state *state, const run_request *request) {
   attn_allocator allocator = state->allocator;
   attn_diag *diag = &state->diag;
   ATTN_RETURN_IF_ERROR(check_backend(request->backend, diag));
   bool is_cpu = strcmp(request->backend, "cpu") == 0;
-  attn_pipeline_run_options pass_options = {0};
+  attn_pipeline_run_options pass_options = {.time_passes = request->time_passes};
   ATTN_RETURN_IF_ERROR(
       attn_cli_parse_passes(request->passes, &pass_options, diag, &state->pipeline));
   const attn_config *config = NULL;
@@ -412,6 +436,8 @@ static attn_status run(run_state *state, const run_request *request) {
     ATTN_RETURN_IF_ERROR(attn_cpu_backend_create(NULL, allocator, diag, &state->cpu));
     ATTN_RETURN_IF_ERROR(attn_cpu_program_compile(state->cpu, graph, &state->program));
     compile_ms = now_ms() - start;
+    if (request->time_passes)
+      report_codegen(state->program, compile_ms);
   }
   attn_interp_args args = {
       .inputs = state->inputs,
@@ -489,15 +515,16 @@ static int run_command(const char *command, const char *command_usage, bool is_b
     fprintf(stderr, "attnc %s: out of memory\n", command);
     exit_code = ATTN_EXIT_ERROR;
   }
-  attn_cli_option options[8] = {
+  attn_cli_option options[9] = {
       {"-w", &request.weights_path, NULL, NULL, NULL},
       {"--config", &request.config_path, NULL, NULL, NULL},
       {"-i", NULL, request.inputs, &request.input_count, NULL},
       {"-b", &request.backend, NULL, NULL, NULL},
       {"-p", &request.passes, NULL, NULL, NULL},
       {"-D", NULL, request.symbols, &request.symbol_count, NULL},
+      {"--time-passes", NULL, NULL, NULL, &request.time_passes},
   };
-  size_t option_count = 6;
+  size_t option_count = 7;
   if (is_bench) {
     options[option_count++] = (attn_cli_option){"--iters", &iters, NULL, NULL, NULL};
     options[option_count++] = (attn_cli_option){"--warmup", &warmup, NULL, NULL, NULL};
