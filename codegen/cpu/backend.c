@@ -228,6 +228,10 @@ struct attn_cpu_program {
   attn_tensor *values;
   uint8_t *states;
   size_t *buffer_offsets, *buffer_sizes;
+  // Weights bound in another dtype, converted once: by node id, the bound data they came from
+  // and the converted tensor (from the backend's allocator).
+  const void **weight_sources;
+  attn_tensor *converted_weights;
   void *block; // the memory plan's buffers
   size_t block_size;
   attn_allocator run_allocator;
@@ -526,8 +530,11 @@ attn_status attn_cpu_program_compile(attn_cpu_backend *backend, const attn_graph
     program->states = attn_arena_calloc(arena, graph->value_count, sizeof(uint8_t));
     program->buffer_offsets = attn_arena_calloc(arena, graph->buffer_count, sizeof(size_t));
     program->buffer_sizes = attn_arena_calloc(arena, graph->buffer_count, sizeof(size_t));
+    program->weight_sources = attn_arena_calloc(arena, graph->node_count, sizeof(void *));
+    program->converted_weights = attn_arena_calloc(arena, graph->node_count, sizeof(attn_tensor));
     if (!program->steps || !program->symbols || !program->values || !program->states ||
-        !program->buffer_offsets || !program->buffer_sizes)
+        !program->buffer_offsets || !program->buffer_sizes || !program->weight_sources ||
+        !program->converted_weights)
       status = ATTN_ERROR_OUT_OF_MEMORY;
   }
   if (status == ATTN_ERROR_OUT_OF_MEMORY)
@@ -542,9 +549,17 @@ attn_status attn_cpu_program_compile(attn_cpu_backend *backend, const attn_graph
   return ATTN_OK;
 }
 
+void attn_cpu_program_release_weights(attn_cpu_program *program) {
+  for (uint32_t n = 0; program->converted_weights && n < program->graph->node_count; n++) {
+    attn_tensor_free(program->backend->allocator, &program->converted_weights[n]);
+    program->weight_sources[n] = NULL;
+  }
+}
+
 void attn_cpu_program_destroy(attn_cpu_program *program) {
   if (!program)
     return;
+  attn_cpu_program_release_weights(program);
   attn_allocator allocator = program->backend->allocator;
   attn_allocator_free(allocator, program->block, program->block_size);
   attn_arena_deinit(&program->arena);
@@ -683,21 +698,37 @@ static attn_status bind_inputs(attn_cpu_program *program, const attn_interp_args
   return ATTN_OK;
 }
 
-// Evaluates the leaves that live nodes read: weights, constants, iotas.
+// Evaluates the leaves that live nodes read: weights, constants, iotas. A weight bound in another
+// dtype is converted the first time its data is seen and kept for later runs.
 static attn_status bind_leaves(attn_cpu_program *program, const attn_interp_args *args) {
   const attn_graph *graph = program->graph;
   for (uint32_t n = 1; n < graph->node_count; n++) {
     const attn_node *node = &graph->nodes[n];
+    uint32_t v = node->outputs ? node->outputs[0].index : 0;
     if (node->is_dead || !(attn_op_get_info(node->op)->flags & ATTN_OP_LEAF) ||
-        program->use_counts[node->outputs[0].index] == 0)
+        program->use_counts[v] == 0)
       continue;
+    const attn_tensor *weight = args->weights ? &args->weights[n] : NULL;
+    bool is_weight = node->op == ATTN_OP_WEIGHT && weight && weight->data;
+    if (is_weight && program->weight_sources[n] == weight->data) {
+      program->values[v] = program->converted_weights[n];
+      program->states[v] = VALUE_BORROWED;
+      continue;
+    }
+    attn_allocator allocator = is_weight ? program->backend->allocator : program->run_allocator;
     bool is_borrowed;
     attn_tensor output;
-    ATTN_RETURN_IF_ERROR(attn_interp_eval_node(
-        graph, (attn_node_id){n}, NULL, program->symbols, args->weights ? &args->weights[n] : NULL,
-        program->run_allocator, program->run_diag, &output, &is_borrowed));
-    program->values[node->outputs[0].index] = output;
-    program->states[node->outputs[0].index] = is_borrowed ? VALUE_BORROWED : VALUE_OWNED;
+    ATTN_RETURN_IF_ERROR(attn_interp_eval_node(graph, (attn_node_id){n}, NULL, program->symbols,
+                                               weight, allocator, program->run_diag, &output,
+                                               &is_borrowed));
+    program->values[v] = output;
+    program->states[v] = is_borrowed ? VALUE_BORROWED : VALUE_OWNED;
+    if (is_weight && !is_borrowed) {
+      attn_tensor_free(allocator, &program->converted_weights[n]);
+      program->converted_weights[n] = output;
+      program->weight_sources[n] = weight->data;
+      program->states[v] = VALUE_BORROWED;
+    }
   }
   return ATTN_OK;
 }
@@ -790,36 +821,6 @@ static void run_view(attn_cpu_program *program, const attn_kernel_io *io, uint32
 
 // ---- the GEMM step ---------------------------------------------------------------------------
 
-typedef struct gemm_call {
-  attn_gemm_f32_fn fn;
-  const float *a, *b, *bias, *residual;
-  float *c;
-  int64_t m, n, k, lda, ldb, ldc;
-  int64_t batch;                        // batch items
-  int64_t rows_per_item;                // row blocks per batch item
-  int64_t block_rows;                   // rows of a row block
-  int64_t a_stride, b_stride, c_stride; // elements between batch items
-  const int64_t *a_offsets, *b_offsets; // per batch item, when strides do not describe them
-} gemm_call;
-
-static attn_status gemm_chunk(void *ctx, int64_t begin, int64_t end, uint32_t thread_index) {
-  (void)thread_index;
-  const gemm_call *call = ctx;
-  for (int64_t item = begin; item < end; item++) {
-    int64_t batch = item / call->rows_per_item, block = item % call->rows_per_item;
-    int64_t row_begin = block * call->block_rows;
-    int64_t row_end =
-        row_begin + call->block_rows < call->m ? row_begin + call->block_rows : call->m;
-    const float *a = call->a + call->a_offsets[batch];
-    const float *b = call->b + call->b_offsets[batch];
-    float *c = call->c + batch * call->c_stride;
-    const float *residual = call->residual ? call->residual + batch * call->c_stride : NULL;
-    call->fn(a, b, c, call->m, call->n, call->k, call->lda, call->ldb, call->ldc, call->bias,
-             residual, call->ldc, row_begin, row_end);
-  }
-  return ATTN_OK;
-}
-
 // Element offsets of each batch item of `t` broadcast to the batch dims of `out` (all dims but
 // the last two).
 static void batch_offsets(const attn_tensor *t, const attn_tensor *out, int64_t batch,
@@ -843,6 +844,56 @@ static void batch_offsets(const attn_tensor *t, const attn_tensor *out, int64_t 
   }
 }
 
+// Whether offsets[i] = i * stride for every item (then *out_stride is that stride).
+static bool is_progression(const int64_t *offsets, int64_t batch, int64_t *out_stride) {
+  *out_stride = batch > 1 ? offsets[1] - offsets[0] : 0;
+  for (int64_t i = 0; i < batch; i++)
+    if (offsets[i] != i * *out_stride)
+      return false;
+  return true;
+}
+
+// A batch of GEMMs: one launch when the items' offsets are strides (one taller GEMM when they
+// share the weight), else one launch per item.
+static attn_status run_batched_gemm(attn_cpu_program *program, const gemm_plan *plan,
+                                    const attn_tensor *a, const attn_tensor *b,
+                                    const attn_tensor *out, int64_t batch, attn_gemm_call *call) {
+  int64_t m = call->m, n = call->n;
+  size_t offsets_size = 2 * (size_t)batch * sizeof(int64_t);
+  int64_t *offsets = attn_allocator_alloc(program->run_allocator, offsets_size);
+  if (!offsets)
+    return out_of_memory(program);
+  batch_offsets(a, out, batch, offsets);
+  batch_offsets(b, out, batch, offsets + batch);
+  int64_t stride_a, stride_b;
+  attn_status status = ATTN_OK;
+  if (is_progression(offsets, batch, &stride_a) &&
+      is_progression(offsets + batch, batch, &stride_b)) {
+    if (stride_b == 0 && !plan->spec.transpose_a && stride_a == m * call->lda) {
+      call->m = batch * m; // one weight for every item: one taller GEMM
+    } else {
+      call->batch = batch;
+      call->batch_stride_a = stride_a;
+      call->batch_stride_b = stride_b;
+      call->batch_stride_c = m * n;
+      call->batch_stride_residual = call->residual ? m * n : 0;
+    }
+    status = attn_cpu_gemm_launch(plan->fn, call, program->backend->pool, program->run_diag);
+  } else {
+    // Broadcast patterns no single stride describes: item by item.
+    for (int64_t item = 0; item < batch && status == ATTN_OK; item++) {
+      attn_gemm_call one = *call;
+      one.a += offsets[item];
+      one.b += offsets[batch + item];
+      one.c += item * m * n;
+      one.residual = call->residual ? call->residual + item * m * n : NULL;
+      status = attn_cpu_gemm_launch(plan->fn, &one, program->backend->pool, program->run_diag);
+    }
+  }
+  attn_allocator_free(program->run_allocator, offsets, offsets_size);
+  return status;
+}
+
 static attn_status run_gemm(attn_cpu_program *program, const step *s) {
   const gemm_plan *plan = &s->gemm;
   const attn_node *matmul = plan->matmul;
@@ -860,67 +911,30 @@ static attn_status run_gemm(attn_cpu_program *program, const step *s) {
       return out_of_memory(program);
     program->states[plan->out.index] = VALUE_OWNED;
   }
-  const float *bias = plan->spec.bias ? program->values[plan->bias.index].data : NULL;
-  const float *residual = plan->spec.residual ? program->values[plan->residual.index].data : NULL;
   int64_t m = out->dims[out->rank - 2], n = out->dims[out->rank - 1];
-  int64_t k = plan->spec.transpose_a ? a->dims[a->rank - 2] : a->dims[a->rank - 1];
   int64_t batch = 1;
   for (uint32_t d = 0; d + 2 < out->rank; d++)
     batch *= out->dims[d];
-  // An output that is its own residual (the plan's in-place epilogue) gets a private result:
-  // the kernel keeps partial sums in its output.
-  float *c = out->data;
-  size_t out_bytes = 0;
-  attn_tensor_size_bytes(out, &out_bytes);
-  bool in_place = residual && residual == c;
-  if (in_place && !(c = attn_allocator_alloc(program->run_allocator, out_bytes)))
-    return out_of_memory(program);
-  int64_t *offsets = attn_allocator_alloc(program->run_allocator, 2 * (size_t)batch * 8);
-  if (!offsets) {
-    if (in_place)
-      attn_allocator_free(program->run_allocator, c, out_bytes);
-    return out_of_memory(program);
-  }
-  batch_offsets(a, out, batch, offsets);
-  batch_offsets(b, out, batch, offsets + batch);
-  uint32_t threads = attn_pool_thread_count(program->backend->pool);
-  // Row blocks: a multiple of the register tile, enough of them for every thread.
-  int64_t items_wanted = 4 * (int64_t)threads;
-  int64_t per_item = batch >= items_wanted ? 1 : (items_wanted + batch - 1) / batch;
-  int64_t block_rows = (m + per_item - 1) / per_item;
-  block_rows = (block_rows + ATTN_GEMM_TILE_ROWS - 1) / ATTN_GEMM_TILE_ROWS * ATTN_GEMM_TILE_ROWS;
-  if (block_rows < ATTN_GEMM_TILE_ROWS)
-    block_rows = ATTN_GEMM_TILE_ROWS;
-  gemm_call call = {
-      .fn = plan->fn,
+  attn_gemm_call call = {
       .a = a->data,
       .b = b->data,
-      .bias = bias,
-      .residual = residual,
-      .c = c,
+      .c = out->data,
       .m = m,
       .n = n,
-      .k = k,
+      .k = plan->spec.transpose_a ? a->dims[a->rank - 2] : a->dims[a->rank - 1],
       .lda = a->dims[a->rank - 1],
       .ldb = b->dims[b->rank - 1],
       .ldc = n,
-      .batch = batch,
-      .rows_per_item = (m + block_rows - 1) / block_rows,
-      .block_rows = block_rows,
-      .c_stride = m * n,
-      .a_offsets = offsets,
-      .b_offsets = offsets + batch,
+      .bias = plan->spec.bias ? program->values[plan->bias.index].data : NULL,
+      .residual = plan->spec.residual ? program->values[plan->residual.index].data : NULL,
+      .ldr = n,
+      .transpose_b = plan->spec.transpose_b,
+      .batch = 1,
   };
-  attn_status status = ATTN_OK;
-  if (m > 0 && n > 0)
-    status = attn_pool_parallel_for(program->backend->pool, batch * call.rows_per_item, 1,
-                                    gemm_chunk, &call);
-  if (in_place) {
-    memcpy(out->data, c, out_bytes);
-    attn_allocator_free(program->run_allocator, c, out_bytes);
-  }
-  attn_allocator_free(program->run_allocator, offsets, 2 * (size_t)batch * 8);
-  ATTN_RETURN_IF_ERROR(status);
+  ATTN_RETURN_IF_ERROR(
+      batch <= 1 || m == 0 || n == 0
+          ? attn_cpu_gemm_launch(plan->fn, &call, program->backend->pool, program->run_diag)
+          : run_batched_gemm(program, plan, a, b, out, batch, &call));
   if (plan->rest_begin)
     ATTN_RETURN_IF_ERROR(
         run_reference(program, &program->io[s->kernel], s->kernel, plan->rest_begin));

@@ -60,9 +60,15 @@ attn_status attn_cpu_program_compile(attn_cpu_backend *backend, const attn_graph
 // NULL is a no-op.
 void attn_cpu_program_destroy(attn_cpu_program *program);
 
+// Frees the converted weights the program keeps; the next run converts them again.
+void attn_cpu_program_release_weights(attn_cpu_program *program);
+
 // Runs the program with the contract of attn_interp_run: binds symbols and checks inputs the
 // same way, reads weights by node id, allocates the outputs with `allocator` (the caller frees
 // them), and on failure zeroes `out_outputs`. Not reentrant: one run of a program at a time.
+// A weight bound in another dtype than declared (bf16 data for an f32 weight) is converted the
+// first time its data pointer is seen and the conversion is kept for later runs with the same
+// pointer: a caller that changes weight data in place calls attn_cpu_program_release_weights.
 attn_status attn_cpu_program_run(attn_cpu_program *program, const attn_interp_args *args,
                                  attn_allocator allocator, attn_diag *diag,
                                  attn_tensor *out_outputs) ATTN_MUST_USE;

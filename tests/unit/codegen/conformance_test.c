@@ -421,9 +421,71 @@ static void test_gather_index_out_of_range(void **state) {
   attn_diag_deinit(&diag);
 }
 
+// A weight bound in another dtype is converted once per data pointer: changing the data in place
+// is not seen until attn_cpu_program_release_weights, after which the next run converts again.
+static void test_converted_weights_are_kept(void **state) {
+  (void)state;
+  static const conformance_case c = CASE("bf16_weight",
+                                         "graph g(x: f32[T, 8]) -> (y: f32[T, 5]) {\n"
+                                         "  return matmul(x, weight(\"w\", f32[8, 5]))\n"
+                                         "}\n",
+                                         "T=3", .generated = "gemm");
+  attn_diag diag;
+  attn_diag_init(&diag, attn_allocator_system());
+  attn_graph *graph = parse_case(&c, &diag);
+  attn_pipeline pipeline;
+  attn_pipeline_run_options options = {0};
+  assert_int_equal(attn_pipeline_parse("default", attn_allocator_system(), &diag, &pipeline),
+                   ATTN_OK);
+  assert_int_equal(attn_pipeline_run(&pipeline, graph, &options), ATTN_OK);
+  attn_pipeline_deinit(&pipeline);
+  attn_cpu_program *program;
+  assert_int_equal(attn_cpu_program_compile(backend, graph, &program), ATTN_OK);
+  float x[24];
+  uint16_t w[40];
+  for (int i = 0; i < 24; i++)
+    x[i] = (float)(i % 5) - 2.0f;
+  for (int i = 0; i < 40; i++)
+    w[i] = attn_f32_to_bf16((float)(i % 7) * 0.25f);
+  attn_tensor input = {ATTN_DTYPE_F32, 2, {3, 8}, x};
+  attn_tensor *weights = calloc(graph->node_count, sizeof(*weights));
+  assert_non_null(weights);
+  for (uint32_t n = 1; n < graph->node_count; n++)
+    if (graph->nodes[n].op == ATTN_OP_WEIGHT && !graph->nodes[n].is_dead)
+      weights[n] = (attn_tensor){ATTN_DTYPE_BF16, 2, {8, 5}, w};
+  attn_interp_args args = {&input, weights, NULL};
+  attn_tensor first, cached, fresh, want;
+  assert_int_equal(attn_cpu_program_run(program, &args, attn_allocator_system(), &diag, &first),
+                   ATTN_OK);
+  assert_int_equal(attn_interp_run(graph, &args, attn_allocator_system(), &diag, &want), ATTN_OK);
+  for (int i = 0; i < 15; i++)
+    assert_float_equal(((float *)first.data)[i], ((float *)want.data)[i], 1e-5f);
+  attn_tensor_free(attn_allocator_system(), &want);
+  for (int i = 0; i < 40; i++)
+    w[i] = attn_f32_to_bf16(-(float)(i % 3));
+  assert_int_equal(attn_cpu_program_run(program, &args, attn_allocator_system(), &diag, &cached),
+                   ATTN_OK);
+  assert_memory_equal(cached.data, first.data, 15 * sizeof(float));
+  attn_cpu_program_release_weights(program);
+  assert_int_equal(attn_cpu_program_run(program, &args, attn_allocator_system(), &diag, &fresh),
+                   ATTN_OK);
+  assert_int_equal(attn_interp_run(graph, &args, attn_allocator_system(), &diag, &want), ATTN_OK);
+  for (int i = 0; i < 15; i++)
+    assert_float_equal(((float *)fresh.data)[i], ((float *)want.data)[i], 1e-5f);
+  assert_memory_not_equal(fresh.data, first.data, 15 * sizeof(float));
+  attn_tensor_free(attn_allocator_system(), &want);
+  attn_tensor_free(attn_allocator_system(), &first);
+  attn_tensor_free(attn_allocator_system(), &cached);
+  attn_tensor_free(attn_allocator_system(), &fresh);
+  free(weights);
+  attn_cpu_program_destroy(program);
+  attn_graph_destroy(graph);
+  attn_diag_deinit(&diag);
+}
+
 int main(void) {
   build_attention_cases();
-  struct CMUnitTest tests[CASES + ATTENTION_VARIANTS + 1];
+  struct CMUnitTest tests[CASES + ATTENTION_VARIANTS + 2];
   for (int i = 0; i < CASES; i++)
     tests[i] = (struct CMUnitTest){cases[i].name, test_one, NULL, NULL, (void *)&cases[i]};
   for (int i = 0; i < ATTENTION_VARIANTS; i++)
@@ -431,6 +493,8 @@ int main(void) {
         (struct CMUnitTest){attention_cases[i].name, test_one, NULL, NULL, &attention_cases[i]};
   tests[CASES + ATTENTION_VARIANTS] =
       (struct CMUnitTest)cmocka_unit_test(test_gather_index_out_of_range);
-  return _cmocka_run_group_tests("cpu_conformance", tests, CASES + ATTENTION_VARIANTS + 1, setup,
+  tests[CASES + ATTENTION_VARIANTS + 1] =
+      (struct CMUnitTest)cmocka_unit_test(test_converted_weights_are_kept);
+  return _cmocka_run_group_tests("cpu_conformance", tests, CASES + ATTENTION_VARIANTS + 2, setup,
                                  teardown);
 }

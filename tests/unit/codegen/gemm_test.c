@@ -1,5 +1,6 @@
-// Unit tests for codegen/cpu: the JIT (errors, features) and the f32 GEMM generator, whose
-// kernels are compared with a double-precision loop over a grid of specs and shapes.
+// Unit tests for codegen/cpu: the JIT (errors, features), the f32 GEMM generator, whose kernels
+// are compared with a double-precision loop over a grid of specs and shapes (residual apart and
+// in place), and the GEMM launcher (threads, row and column splits, batches).
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include "codegen/cpu/kernels.h"
 #include "runtime/base/allocator.h"
 #include "runtime/base/diag.h"
+#include "runtime/cpu/pool.h"
 
 // DESIGN.md: f32, same algorithm (each element sums its products in order), k <= 768.
 #define GEMM_TOLERANCE 1e-5
@@ -105,80 +107,150 @@ typedef struct gemm_shape {
   int64_t m, n, k;
 } gemm_shape;
 
-// Runs the kernel of `spec` on rows [row_begin, row_end) of a random m x n x k problem with
-// padded leading dimensions and checks: the relative L2 error against a double loop over the
-// rows computed, and that no element outside them (guards included) changed. Returns the error.
-static double check_gemm(jit_fixture *fixture, const attn_gemm_spec *spec, gemm_shape shape,
-                         int64_t row_begin, int64_t row_end) {
+// How check_gemm_run runs a problem.
+typedef struct gemm_run {
+  int64_t row_begin, row_end; // rows computed by a direct kernel call
+  bool in_place;              // the residual is c itself (ldr == ldc)
+  bool launch;                // through attn_cpu_gemm_launch, every row
+  attn_pool *pool;            // for the launch; NULL runs it on the calling thread
+  int64_t batch;              // items of the launch (0: one)
+  bool shared_b;              // the launch's items share one b (batch stride 0)
+} gemm_run;
+
+// Runs the kernel of `spec` on a random m x n x k problem with padded leading dimensions, as
+// `run` says, and checks: the relative L2 error against a double loop over the rows computed,
+// and that no element outside them (guards included) changed. Returns the error.
+static double check_gemm_run(jit_fixture *fixture, const attn_gemm_spec *spec, gemm_shape shape,
+                             const gemm_run *run) {
   attn_gemm_f32_fn kernel = kernel_for(fixture, spec);
   int64_t m = shape.m, n = shape.n, k = shape.k;
+  int64_t batch = run->batch > 0 ? run->batch : 1;
+  int64_t row_begin = run->launch ? 0 : run->row_begin, row_end = run->launch ? m : run->row_end;
   // A is m x k (k x m transposed), B is k x n (n x k transposed); every row padded by 3.
   int64_t a_rows = spec->transpose_a ? k : m, a_cols = spec->transpose_a ? m : k;
   int64_t b_rows = spec->transpose_b ? n : k, b_cols = spec->transpose_b ? k : n;
-  int64_t lda = a_cols + 3, ldb = b_cols + 3, ldc = n + 3, ldr = n + 2;
-  float *a = malloc(sizeof(float) * (size_t)(a_rows * lda + 1));
-  float *b = malloc(sizeof(float) * (size_t)(b_rows * ldb + 1));
-  float *bias = malloc(sizeof(float) * (size_t)n);
-  float *residual = malloc(sizeof(float) * (size_t)(m * ldr + 1));
-  // c has a guard row above and below, and 3 guard columns.
-  size_t c_size = (size_t)((m + 2) * ldc);
+  int64_t lda = a_cols + 3, ldb = b_cols + 3, ldc = n + 3;
+  int64_t ldr = run->in_place ? ldc : n + 2;
+  int64_t a_item = a_rows * lda + 1, b_item = b_rows * ldb + 1, r_item = m * ldr + 1;
+  // Each item of c has a guard row after it, and the first one a guard row before; 3 guard
+  // columns.
+  int64_t c_item = (m + 1) * ldc;
+  size_t c_size = (size_t)(ldc + batch * c_item);
+  int64_t b_items = run->shared_b ? 1 : batch;
+  float *a = malloc(sizeof(float) * (size_t)(batch * a_item));
+  float *b = malloc(sizeof(float) * (size_t)(b_items * b_item));
+  float *bias = malloc(sizeof(float) * (size_t)(n + 1));
+  float *residual = malloc(sizeof(float) * (size_t)(batch * r_item));
+  float *residual_values = malloc(sizeof(float) * (size_t)(batch * m * n + 1));
   float *c_storage = malloc(sizeof(float) * c_size);
-  assert_true(a && b && bias && residual && c_storage);
-  for (int64_t i = 0; i < a_rows * lda; i++)
+  assert_true(a && b && bias && residual && residual_values && c_storage);
+  for (int64_t i = 0; i < batch * a_item; i++)
     a[i] = random_float();
-  for (int64_t i = 0; i < b_rows * ldb; i++)
+  for (int64_t i = 0; i < b_items * b_item; i++)
     b[i] = random_float();
   for (int64_t i = 0; i < n; i++)
     bias[i] = random_float();
-  for (int64_t i = 0; i < m * ldr; i++)
-    residual[i] = random_float();
   for (size_t i = 0; i < c_size; i++)
     c_storage[i] = GUARD_VALUE;
   float *c = c_storage + ldc;
+  for (int64_t item = 0; item < batch; item++) {
+    for (int64_t i = 0; i < m; i++) {
+      for (int64_t j = 0; j < n; j++) {
+        float value = random_float();
+        residual_values[(item * m + i) * n + j] = value;
+        residual[item * r_item + i * ldr + j] = value;
+        if (run->in_place && i >= row_begin && i < row_end)
+          c[item * c_item + i * ldc + j] = value;
+      }
+    }
+  }
+  const float *bias_arg = spec->bias ? bias : NULL;
+  const float *residual_arg = spec->residual ? (run->in_place ? c : residual) : NULL;
 
-  kernel(a, b, c, m, n, k, lda, ldb, ldc, spec->bias ? bias : NULL,
-         spec->residual ? residual : NULL, ldr, row_begin, row_end);
+  if (run->launch) {
+    attn_gemm_call call = {
+        .a = a,
+        .b = b,
+        .c = c,
+        .m = m,
+        .n = n,
+        .k = k,
+        .lda = lda,
+        .ldb = ldb,
+        .ldc = ldc,
+        .bias = bias_arg,
+        .residual = residual_arg,
+        .ldr = ldr,
+        .transpose_b = spec->transpose_b,
+        .batch = run->batch,
+        .batch_stride_a = a_item,
+        .batch_stride_b = run->shared_b ? 0 : b_item,
+        .batch_stride_c = c_item,
+        .batch_stride_residual = run->in_place ? c_item : r_item,
+    };
+    attn_status status = attn_cpu_gemm_launch(kernel, &call, run->pool, &fixture->diag);
+    if (status != ATTN_OK)
+      attn_diag_write(&fixture->diag, stderr);
+    assert_int_equal(status, ATTN_OK);
+  } else {
+    kernel(a, b, c, m, n, k, lda, ldb, ldc, bias_arg, residual_arg, ldr, row_begin, row_end);
+  }
 
   double error_squares = 0, reference_squares = 0;
-  for (int64_t i = -1; i < m + 1; i++) {
-    for (int64_t j = 0; j < ldc; j++) {
-      float got = c[i * ldc + j];
-      if (i < row_begin || i >= row_end || j >= n) {
-        if (got != GUARD_VALUE)
-          fail_msg("element (%lld, %lld) outside rows [%lld, %lld) x %lld columns changed to %g",
-                   (long long)i, (long long)j, (long long)row_begin, (long long)row_end,
-                   (long long)n, (double)got);
-        continue;
+  for (int64_t item = 0; item < batch; item++) {
+    const float *item_a = a + item * a_item;
+    const float *item_b = b + (run->shared_b ? 0 : item * b_item);
+    const float *item_c = c + item * c_item;
+    for (int64_t i = -1; i < m + 1; i++) {
+      for (int64_t j = 0; j < ldc; j++) {
+        float got = item_c[i * ldc + j];
+        if (i < row_begin || i >= row_end || j >= n) {
+          if (got != GUARD_VALUE)
+            fail_msg("item %lld: element (%lld, %lld) outside rows [%lld, %lld) x %lld columns "
+                     "changed to %g",
+                     (long long)item, (long long)i, (long long)j, (long long)row_begin,
+                     (long long)row_end, (long long)n, (double)got);
+          continue;
+        }
+        double sum = 0;
+        for (int64_t kk = 0; kk < k; kk++) {
+          double a_value = spec->transpose_a ? item_a[kk * lda + i] : item_a[i * lda + kk];
+          double b_value = spec->transpose_b ? item_b[j * ldb + kk] : item_b[kk * ldb + j];
+          sum += a_value * b_value;
+        }
+        if (spec->bias)
+          sum += (double)bias[j];
+        sum = reference_activation(spec->activation, sum);
+        if (spec->residual)
+          sum += (double)residual_values[(item * m + i) * n + j];
+        error_squares += ((double)got - sum) * ((double)got - sum);
+        reference_squares += sum * sum;
       }
-      double sum = 0;
-      for (int64_t kk = 0; kk < k; kk++) {
-        double a_value = spec->transpose_a ? a[kk * lda + i] : a[i * lda + kk];
-        double b_value = spec->transpose_b ? b[j * ldb + kk] : b[kk * ldb + j];
-        sum += a_value * b_value;
-      }
-      if (spec->bias)
-        sum += (double)bias[j];
-      sum = reference_activation(spec->activation, sum);
-      if (spec->residual)
-        sum += (double)residual[i * ldr + j];
-      error_squares += ((double)got - sum) * ((double)got - sum);
-      reference_squares += sum * sum;
     }
   }
   free(a);
   free(b);
   free(bias);
   free(residual);
+  free(residual_values);
   free(c_storage);
   double error =
       reference_squares > 0 ? sqrt(error_squares / reference_squares) : sqrt(error_squares);
   if (!(error <= GEMM_TOLERANCE))
-    fail_msg("%lldx%lldx%lld rows [%lld, %lld) ta=%d tb=%d bias=%d %s residual=%d width %d: "
-             "relative L2 error %g",
+    fail_msg("%lldx%lldx%lld rows [%lld, %lld) ta=%d tb=%d bias=%d %s residual=%d width %d "
+             "in_place=%d launch=%d batch=%lld: relative L2 error %g",
              (long long)m, (long long)n, (long long)k, (long long)row_begin, (long long)row_end,
              spec->transpose_a, spec->transpose_b, spec->bias,
-             attn_cpu_activation_name(spec->activation), spec->residual, spec->vector_width, error);
+             attn_cpu_activation_name(spec->activation), spec->residual, spec->vector_width,
+             run->in_place, run->launch, (long long)batch, error);
   return error;
+}
+
+// The kernel called directly on rows [row_begin, row_end), residual apart from c.
+static double check_gemm(jit_fixture *fixture, const attn_gemm_spec *spec, gemm_shape shape,
+                         int64_t row_begin, int64_t row_end) {
+  gemm_run run = {.row_begin = row_begin, .row_end = row_end};
+  return check_gemm_run(fixture, spec, shape, &run);
 }
 
 // Every epilogue (bias x activation x residual), both transposes, both vector widths, on shapes
@@ -269,6 +341,149 @@ static void gemm_computes_only_the_requested_rows(void **state) {
   }
 }
 
+// In place: residual == c with ldr == ldc. With several k blocks the kernel keeps partial sums
+// in c, so this fails unless it keeps the residual elsewhere first; the shapes take k over one,
+// two and three k blocks, m over a row block and n over a column block, and row ranges that do
+// not start at 0.
+static void gemm_adds_residual_in_place(void **state) {
+  jit_fixture *fixture = *state;
+  random_state = 4;
+  for (int width = 8; width <= 16; width += 8) {
+    int64_t kb = attn_gemm_k_block(width);
+    const gemm_shape shapes[] = {
+        {13, 2 * width + 3, 2 * kb + 5},
+        {ATTN_GEMM_ROW_BLOCK + 7, ATTN_GEMM_COLUMN_BLOCK + 2 * width + 1, kb + 1},
+        {7, 11, kb},
+        {3, 5, 0},
+    };
+    for (int flags = 0; flags < 8; flags++) {
+      attn_gemm_spec spec = {
+          .transpose_a = flags & 1,
+          .transpose_b = (flags >> 1) & 1,
+          .bias = (flags >> 2) & 1,
+          .activation = (flags >> 2) & 1 ? ATTN_CPU_ACTIVATION_GELU_TANH : ATTN_CPU_ACTIVATION_NONE,
+          .residual = true,
+          .vector_width = width,
+      };
+      for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+        gemm_run run = {.row_begin = 0, .row_end = shapes[i].m, .in_place = true};
+        check_gemm_run(fixture, &spec, shapes[i], &run);
+        run.row_begin = shapes[i].m / 3;
+        run.row_end = shapes[i].m - shapes[i].m / 4;
+        check_gemm_run(fixture, &spec, shapes[i], &run);
+      }
+    }
+  }
+}
+
+// Large shapes for one kernel: several row blocks, column blocks and k blocks at once, with the
+// residual apart and in place.
+static void gemm_matches_reference_over_blocks(void **state) {
+  jit_fixture *fixture = *state;
+  random_state = 5;
+  attn_gemm_spec spec = {.transpose_b = true,
+                         .bias = true,
+                         .activation = ATTN_CPU_ACTIVATION_SILU,
+                         .residual = true,
+                         .vector_width = 8};
+  gemm_shape shape = {2 * ATTN_GEMM_ROW_BLOCK + 5, 2 * ATTN_GEMM_COLUMN_BLOCK + 9,
+                      2 * attn_gemm_k_block(8) + 3};
+  for (int in_place = 0; in_place < 2; in_place++) {
+    for (int tb = 0; tb < 2; tb++) {
+      spec.transpose_b = tb;
+      gemm_run run = {.row_begin = 1, .row_end = shape.m - 2, .in_place = in_place};
+      double error = check_gemm_run(fixture, &spec, shape, &run);
+      print_message("%lldx%lldx%lld tb=%d in_place=%d: relative L2 error %.3g\n",
+                    (long long)shape.m, (long long)shape.n, (long long)shape.k, tb, in_place,
+                    error);
+    }
+  }
+}
+
+// The launcher on 1 and 2 threads and on none (NULL pool): shapes taller than wide, which it
+// splits by rows, and wide or decode-like ones (m of 1 to 16), which it splits by columns, with B
+// plain and transposed (the column offset of b differs) and the residual apart and in place.
+static void gemm_launch_matches_reference(void **state) {
+  jit_fixture *fixture = *state;
+  random_state = 6;
+  // Split by rows: {300, 70, 50}, {200, 100, 300}; too small to split: {13, 40, 9}, {1, 1, 1};
+  // by columns: the others.
+  const gemm_shape shapes[] = {{1, 300, 70},  {7, 129, 33},    {16, 1000, 40}, {200, 300, 300},
+                               {300, 70, 50}, {200, 100, 300}, {13, 40, 9},    {1, 1, 1}};
+  for (uint32_t threads = 0; threads <= 2; threads++) {
+    attn_pool *pool = NULL;
+    if (threads > 0) {
+      attn_pool_options options = {.thread_count = threads};
+      assert_int_equal(attn_pool_create(attn_allocator_system(), &fixture->diag, &options, &pool),
+                       ATTN_OK);
+    }
+    for (int flags = 0; flags < 4; flags++) {
+      attn_gemm_spec spec = {.transpose_b = flags & 1,
+                             .bias = true,
+                             .activation = ATTN_CPU_ACTIVATION_SILU,
+                             .residual = true,
+                             .vector_width = 8};
+      for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+        gemm_run run = {.launch = true, .pool = pool, .in_place = (flags >> 1) & 1};
+        check_gemm_run(fixture, &spec, shapes[i], &run);
+      }
+    }
+    attn_pool_destroy(pool);
+  }
+}
+
+// Batched launches: several items (fewer and more than threads), b per item or shared (stride
+// 0), the residual apart and in place.
+static void gemm_launch_runs_batches(void **state) {
+  jit_fixture *fixture = *state;
+  random_state = 7;
+  attn_pool *pool = NULL;
+  attn_pool_options options = {.thread_count = 2};
+  assert_int_equal(attn_pool_create(attn_allocator_system(), &fixture->diag, &options, &pool),
+                   ATTN_OK);
+  const gemm_shape shapes[] = {{5, 40, 17}, {20, 70, 300}, {1, 100, 8}};
+  const int64_t batches[] = {1, 3, 4};
+  for (int flags = 0; flags < 8; flags++) {
+    attn_gemm_spec spec = {.transpose_a = (flags >> 2) & 1,
+                           .transpose_b = flags & 1,
+                           .bias = true,
+                           .activation = ATTN_CPU_ACTIVATION_RELU,
+                           .residual = true,
+                           .vector_width = 8};
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+      for (size_t t = 0; t < sizeof(batches) / sizeof(batches[0]); t++) {
+        gemm_run run = {.launch = true,
+                        .pool = pool,
+                        .batch = batches[t],
+                        .shared_b = (flags >> 1) & 1,
+                        .in_place = t == 1};
+        check_gemm_run(fixture, &spec, shapes[i], &run);
+      }
+    }
+  }
+  attn_pool_destroy(pool);
+}
+
+static void gemm_launch_rejects_bad_calls(void **state) {
+  jit_fixture *fixture = *state;
+  attn_gemm_spec spec = {.vector_width = 8};
+  attn_gemm_f32_fn kernel = kernel_for(fixture, &spec);
+  float a = 1, b = 2, c = GUARD_VALUE;
+  attn_gemm_call call = {
+      .a = &a, .b = &b, .c = &c, .m = -1, .n = 1, .k = 1, .lda = 1, .ldb = 1, .ldc = 1};
+  assert_int_equal(attn_cpu_gemm_launch(kernel, &call, NULL, &fixture->diag),
+                   ATTN_ERROR_INVALID_ARGUMENT);
+  assert_non_null(strstr(attn_diag_last_error(&fixture->diag), "m=-1"));
+  call.m = 1;
+  call.b = NULL;
+  assert_int_equal(attn_cpu_gemm_launch(kernel, &call, NULL, &fixture->diag),
+                   ATTN_ERROR_INVALID_ARGUMENT);
+  assert_true(c == GUARD_VALUE);
+  call.b = &b;
+  assert_int_equal(attn_cpu_gemm_launch(kernel, &call, NULL, &fixture->diag), ATTN_OK);
+  assert_true(c == 2.0f);
+}
+
 // The activations on their own (k = 1, b = 1, so c = act(a)) over [-12, 12], against libm in
 // double. The measure is the error relative to max(|reference|, 1): relative for results of
 // magnitude at least 1, absolute below, where the f32 rounding of the argument dominates.
@@ -326,7 +541,7 @@ static void gemm_spec_hash_follows_its_definition(void **state) {
                                  'e',
                                  'm',
                                  'm',
-                                 1,
+                                 2,
                                  spec.transpose_a,
                                  spec.transpose_b,
                                  spec.bias,
@@ -442,6 +657,11 @@ int main(void) {
       cmocka_unit_test_setup_teardown(gemm_computes_only_the_requested_rows, jit_setup,
                                       jit_teardown),
       cmocka_unit_test_setup_teardown(gemm_activations_are_accurate, jit_setup, jit_teardown),
+      cmocka_unit_test_setup_teardown(gemm_adds_residual_in_place, jit_setup, jit_teardown),
+      cmocka_unit_test_setup_teardown(gemm_matches_reference_over_blocks, jit_setup, jit_teardown),
+      cmocka_unit_test_setup_teardown(gemm_launch_matches_reference, jit_setup, jit_teardown),
+      cmocka_unit_test_setup_teardown(gemm_launch_runs_batches, jit_setup, jit_teardown),
+      cmocka_unit_test_setup_teardown(gemm_launch_rejects_bad_calls, jit_setup, jit_teardown),
   };
   int failures = cmocka_run_group_tests_name("codegen/gemm", tests, NULL, NULL);
   attn_cpu_llvm_shutdown();
