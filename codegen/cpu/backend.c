@@ -228,6 +228,7 @@ struct attn_cpu_program {
   attn_tensor *values;
   uint8_t *states;
   size_t *buffer_offsets, *buffer_sizes;
+  void **buffer_places; // where each buffer is this run: in the block, or a graph output's tensor
   // Weights bound in another dtype, converted once: by node id, the bound data they came from
   // and the converted tensor (from the backend's allocator).
   const void **weight_sources;
@@ -530,11 +531,12 @@ attn_status attn_cpu_program_compile(attn_cpu_backend *backend, const attn_graph
     program->states = attn_arena_calloc(arena, graph->value_count, sizeof(uint8_t));
     program->buffer_offsets = attn_arena_calloc(arena, graph->buffer_count, sizeof(size_t));
     program->buffer_sizes = attn_arena_calloc(arena, graph->buffer_count, sizeof(size_t));
+    program->buffer_places = attn_arena_calloc(arena, graph->buffer_count, sizeof(void *));
     program->weight_sources = attn_arena_calloc(arena, graph->node_count, sizeof(void *));
     program->converted_weights = attn_arena_calloc(arena, graph->node_count, sizeof(attn_tensor));
     if (!program->steps || !program->symbols || !program->values || !program->states ||
-        !program->buffer_offsets || !program->buffer_sizes || !program->weight_sources ||
-        !program->converted_weights)
+        !program->buffer_offsets || !program->buffer_sizes || !program->buffer_places ||
+        !program->weight_sources || !program->converted_weights)
       status = ATTN_ERROR_OUT_OF_MEMORY;
   }
   if (status == ATTN_ERROR_OUT_OF_MEMORY)
@@ -621,7 +623,7 @@ static void release(attn_cpu_program *program, uint32_t value) {
 }
 
 // Lays the buffers out in one block, growing it when the symbols make them larger.
-static attn_status place_buffers(attn_cpu_program *program) {
+static attn_status place_buffers(attn_cpu_program *program, attn_tensor *out_outputs) {
   const attn_graph *graph = program->graph;
   size_t guard = program->backend->options.guard_bands ? GUARD_BYTES : 0;
   size_t total = guard;
@@ -646,12 +648,33 @@ static attn_status place_buffers(attn_cpu_program *program) {
   }
   if (guard)
     memset(program->block, GUARD_PATTERN, total);
+  for (uint32_t b = 1; b < graph->buffer_count; b++)
+    program->buffer_places[b] = (char *)program->block + program->buffer_offsets[b];
+  // A graph output whose buffer is exactly its size is computed straight into the tensor the
+  // caller receives, which saves copying it out (the plan never reuses an output's buffer).
+  // Not with guard bands, which only surround the block.
+  for (uint32_t o = 0; o < graph->output_count && !guard; o++) {
+    attn_value_id value = graph->outputs[o];
+    uint32_t b = graph->values[value.index].buffer;
+    if (b == 0 || b >= graph->buffer_count || !attn_value_producer(graph, value) ||
+        program->buffer_places[b] != (char *)program->block + program->buffer_offsets[b])
+      continue;
+    attn_tensor shape;
+    size_t bytes = 0;
+    ATTN_RETURN_IF_ERROR(concrete_tensor(program, value, &shape));
+    if (!attn_tensor_size_bytes(&shape, &bytes) || bytes != program->buffer_sizes[b] || !bytes)
+      continue;
+    if (attn_tensor_alloc_uninit(program->run_allocator, shape.dtype, shape.rank, shape.dims,
+                                 &out_outputs[o]) != ATTN_OK)
+      return out_of_memory(program);
+    program->buffer_places[b] = out_outputs[o].data;
+  }
   for (uint32_t v = 1; v < graph->value_count; v++) {
     uint32_t b = graph->values[v].buffer;
     if (b == 0 || b >= graph->buffer_count || !attn_value_producer(graph, (attn_value_id){v}))
       continue;
     ATTN_RETURN_IF_ERROR(concrete_tensor(program, (attn_value_id){v}, &program->values[v]));
-    program->values[v].data = (char *)program->block + program->buffer_offsets[b];
+    program->values[v].data = program->buffer_places[b];
     program->states[v] = VALUE_BUFFER;
   }
   return ATTN_OK;
@@ -789,7 +812,7 @@ static attn_status run_reference(attn_cpu_program *program, const attn_kernel_io
       attn_tensor result = program->values[v];
       size_t bytes = 0;
       attn_tensor_size_bytes(&result, &bytes);
-      void *place = (char *)program->block + program->buffer_offsets[b];
+      void *place = program->buffer_places[b];
       if (bytes)
         memmove(place, result.data, bytes);
       attn_tensor_free(program->run_allocator, &program->values[v]);
@@ -906,8 +929,8 @@ static attn_status run_gemm(attn_cpu_program *program, const step *s) {
   if (program->states[plan->out.index] != VALUE_BUFFER) {
     attn_tensor shape;
     ATTN_RETURN_IF_ERROR(concrete_tensor(program, plan->out, &shape));
-    if (attn_tensor_alloc(program->run_allocator, shape.dtype, shape.rank, shape.dims, out) !=
-        ATTN_OK)
+    if (attn_tensor_alloc_uninit(program->run_allocator, shape.dtype, shape.rank, shape.dims,
+                                 out) != ATTN_OK)
       return out_of_memory(program);
     program->states[plan->out.index] = VALUE_OWNED;
   }
@@ -951,8 +974,8 @@ static attn_status output_tensor(attn_cpu_program *program, const attn_node *nod
   if (program->states[value.index] != VALUE_BUFFER) {
     attn_tensor shape;
     ATTN_RETURN_IF_ERROR(concrete_tensor(program, value, &shape));
-    if (attn_tensor_alloc(program->run_allocator, shape.dtype, shape.rank, shape.dims, tensor) !=
-        ATTN_OK)
+    if (attn_tensor_alloc_uninit(program->run_allocator, shape.dtype, shape.rank, shape.dims,
+                                 tensor) != ATTN_OK)
       return out_of_memory(program);
     program->states[value.index] = VALUE_OWNED;
   }
@@ -1070,8 +1093,8 @@ static attn_status run_mlir(attn_cpu_program *program, const step *s) {
     if (!is_input && program->states[value.index] != VALUE_BUFFER) {
       attn_tensor shape;
       ATTN_RETURN_IF_ERROR(concrete_tensor(program, value, &shape));
-      if (attn_tensor_alloc(program->run_allocator, shape.dtype, shape.rank, shape.dims, tensor) !=
-          ATTN_OK)
+      if (attn_tensor_alloc_uninit(program->run_allocator, shape.dtype, shape.rank, shape.dims,
+                                   tensor) != ATTN_OK)
         return out_of_memory(program);
       program->states[value.index] = VALUE_OWNED;
     }
@@ -1120,8 +1143,10 @@ static attn_status take_outputs(attn_cpu_program *program, attn_tensor *out_outp
                              "output '%s' is not computed (an invalid partition)",
                              graph->output_names[i]);
     const attn_tensor *value = &program->values[v];
-    if (attn_tensor_alloc(program->run_allocator, value->dtype, value->rank, value->dims,
-                          &out_outputs[i]) != ATTN_OK)
+    if (out_outputs[i].data && out_outputs[i].data == value->data)
+      continue; // computed in place (place_buffers)
+    if (attn_tensor_alloc_uninit(program->run_allocator, value->dtype, value->rank, value->dims,
+                                 &out_outputs[i]) != ATTN_OK)
       return out_of_memory(program);
     size_t bytes = 0;
     if (attn_tensor_size_bytes(value, &bytes) && bytes)
@@ -1133,7 +1158,7 @@ static attn_status take_outputs(attn_cpu_program *program, attn_tensor *out_outp
 static attn_status run(attn_cpu_program *program, const attn_interp_args *args,
                        attn_tensor *out_outputs) {
   ATTN_RETURN_IF_ERROR(bind_inputs(program, args));
-  ATTN_RETURN_IF_ERROR(place_buffers(program));
+  ATTN_RETURN_IF_ERROR(place_buffers(program, out_outputs));
   ATTN_RETURN_IF_ERROR(bind_leaves(program, args));
   for (uint32_t i = 0; i < program->step_count; i++) {
     step *s = &program->steps[i];

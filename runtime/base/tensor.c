@@ -9,8 +9,8 @@ static const struct {
   const char *name;
   size_t size;
 } dtype_info[ATTN_DTYPE_COUNT] = {
-    [ATTN_DTYPE_F32] = {"f32", 4}, [ATTN_DTYPE_F16] = {"f16", 2}, [ATTN_DTYPE_BF16] = {"bf16", 2},
-    [ATTN_DTYPE_I64] = {"i64", 8}, [ATTN_DTYPE_I32] = {"i32", 4}, [ATTN_DTYPE_I8] = {"i8", 1},
+    [ATTN_DTYPE_F32] = {"f32", 4},   [ATTN_DTYPE_F16] = {"f16", 2}, [ATTN_DTYPE_BF16] = {"bf16", 2},
+    [ATTN_DTYPE_I64] = {"i64", 8},   [ATTN_DTYPE_I32] = {"i32", 4}, [ATTN_DTYPE_I8] = {"i8", 1},
     [ATTN_DTYPE_BOOL] = {"bool", 1},
 };
 
@@ -74,8 +74,8 @@ int64_t attn_tensor_element_count(const attn_tensor *tensor) {
   return count;
 }
 
-attn_status attn_tensor_alloc(attn_allocator allocator, attn_dtype dtype, uint32_t rank,
-                              const int64_t *dims, attn_tensor *out_tensor) {
+static attn_status tensor_alloc(attn_allocator allocator, attn_dtype dtype, uint32_t rank,
+                                const int64_t *dims, bool zero, attn_tensor *out_tensor) {
   // `dims` may point into `out_tensor` itself (reallocating a tensor of the same shape), so
   // copy it before clearing the result.
   int64_t shape[ATTN_MAX_RANK] = {0};
@@ -90,8 +90,19 @@ attn_status attn_tensor_alloc(attn_allocator allocator, attn_dtype dtype, uint32
   size_t size;
   if (!attn_tensor_size_bytes(out_tensor, &size))
     return ATTN_ERROR_INVALID_ARGUMENT;
-  out_tensor->data = attn_allocator_calloc(allocator, 1, size);
+  out_tensor->data =
+      zero ? attn_allocator_calloc(allocator, 1, size) : attn_allocator_alloc(allocator, size);
   return out_tensor->data ? ATTN_OK : ATTN_ERROR_OUT_OF_MEMORY;
+}
+
+attn_status attn_tensor_alloc(attn_allocator allocator, attn_dtype dtype, uint32_t rank,
+                              const int64_t *dims, attn_tensor *out_tensor) {
+  return tensor_alloc(allocator, dtype, rank, dims, true, out_tensor);
+}
+
+attn_status attn_tensor_alloc_uninit(attn_allocator allocator, attn_dtype dtype, uint32_t rank,
+                                     const int64_t *dims, attn_tensor *out_tensor) {
+  return tensor_alloc(allocator, dtype, rank, dims, false, out_tensor);
 }
 
 void attn_tensor_free(attn_allocator allocator, attn_tensor *tensor) {
@@ -106,14 +117,22 @@ void attn_tensor_free(attn_allocator allocator, attn_tensor *tensor) {
 double attn_tensor_get_f64(const attn_tensor *tensor, int64_t index) {
   const void *data = tensor->data;
   switch (tensor->dtype) {
-  case ATTN_DTYPE_F32: return (double)((const float *)data)[index];
-  case ATTN_DTYPE_F16: return (double)attn_f16_to_f32(((const uint16_t *)data)[index]);
-  case ATTN_DTYPE_BF16: return (double)attn_bf16_to_f32(((const uint16_t *)data)[index]);
-  case ATTN_DTYPE_I64: return (double)((const int64_t *)data)[index];
-  case ATTN_DTYPE_I32: return ((const int32_t *)data)[index];
-  case ATTN_DTYPE_I8: return ((const int8_t *)data)[index];
-  case ATTN_DTYPE_BOOL: return ((const uint8_t *)data)[index] != 0;
-  case ATTN_DTYPE_COUNT: break;
+  case ATTN_DTYPE_F32:
+    return (double)((const float *)data)[index];
+  case ATTN_DTYPE_F16:
+    return (double)attn_f16_to_f32(((const uint16_t *)data)[index]);
+  case ATTN_DTYPE_BF16:
+    return (double)attn_bf16_to_f32(((const uint16_t *)data)[index]);
+  case ATTN_DTYPE_I64:
+    return (double)((const int64_t *)data)[index];
+  case ATTN_DTYPE_I32:
+    return ((const int32_t *)data)[index];
+  case ATTN_DTYPE_I8:
+    return ((const int8_t *)data)[index];
+  case ATTN_DTYPE_BOOL:
+    return ((const uint8_t *)data)[index] != 0;
+  case ATTN_DTYPE_COUNT:
+    break;
   }
   return 0.0;
 }
@@ -133,18 +152,29 @@ static int64_t saturate(double value, double lo, double hi) {
 void attn_tensor_set_f64(attn_tensor *tensor, int64_t index, double value) {
   void *data = tensor->data;
   switch (tensor->dtype) {
-  case ATTN_DTYPE_F32: ((float *)data)[index] = (float)value; break;
-  case ATTN_DTYPE_F16: ((uint16_t *)data)[index] = attn_f32_to_f16((float)value); break;
-  case ATTN_DTYPE_BF16: ((uint16_t *)data)[index] = attn_f32_to_bf16((float)value); break;
+  case ATTN_DTYPE_F32:
+    ((float *)data)[index] = (float)value;
+    break;
+  case ATTN_DTYPE_F16:
+    ((uint16_t *)data)[index] = attn_f32_to_f16((float)value);
+    break;
+  case ATTN_DTYPE_BF16:
+    ((uint16_t *)data)[index] = attn_f32_to_bf16((float)value);
+    break;
   case ATTN_DTYPE_I64:
     ((int64_t *)data)[index] = saturate(value, -9223372036854775808.0, 9223372036854774784.0);
     break;
   case ATTN_DTYPE_I32:
     ((int32_t *)data)[index] = (int32_t)saturate(value, -2147483648.0, 2147483647.0);
     break;
-  case ATTN_DTYPE_I8: ((int8_t *)data)[index] = (int8_t)saturate(value, -128.0, 127.0); break;
-  case ATTN_DTYPE_BOOL: ((uint8_t *)data)[index] = value != 0.0; break;
-  case ATTN_DTYPE_COUNT: break;
+  case ATTN_DTYPE_I8:
+    ((int8_t *)data)[index] = (int8_t)saturate(value, -128.0, 127.0);
+    break;
+  case ATTN_DTYPE_BOOL:
+    ((uint8_t *)data)[index] = value != 0.0;
+    break;
+  case ATTN_DTYPE_COUNT:
+    break;
   }
 }
 

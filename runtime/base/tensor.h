@@ -28,6 +28,9 @@ int64_t attn_tensor_element_count(const attn_tensor *tensor);
 // NULL and the status is ATTN_ERROR_OUT_OF_MEMORY (or INVALID_ARGUMENT for a bad shape).
 attn_status attn_tensor_alloc(attn_allocator allocator, attn_dtype dtype, uint32_t rank,
                               const int64_t *dims, attn_tensor *out_tensor) ATTN_MUST_USE;
+// The same without zero-filling, for a tensor that is about to be written whole.
+attn_status attn_tensor_alloc_uninit(attn_allocator allocator, attn_dtype dtype, uint32_t rank,
+                                     const int64_t *dims, attn_tensor *out_tensor) ATTN_MUST_USE;
 // Frees data from attn_tensor_alloc. No-op when data is NULL.
 void attn_tensor_free(attn_allocator allocator, attn_tensor *tensor);
 

@@ -1,5 +1,6 @@
 // attnc: the driver. Dispatches to the sub-commands; each one parses its own flags, prints
 // diagnostics with attn_diag_write, and returns the exit code (0 ok, 1 error, 2 usage).
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -37,6 +38,11 @@ static const attn_command commands[] = {
 };
 
 int main(int argc, char **argv) {
+  // Keep freed memory in the heap rather than handing it back to the system: a run allocates
+  // its outputs (logits: tens of MB) afresh, and memory just returned by munmap would be page-
+  // faulted in again by the next run. With the heap, repeated runs reuse warm pages.
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   if (argc < 2) {
     fputs(usage, stderr);
     return ATTN_EXIT_USAGE;

@@ -155,8 +155,33 @@ static void tensor_alloc_accepts_its_own_dims(void **state) {
   attn_tensor_free(attn_allocator_system(), &t);
 }
 
+static void tensor_alloc_uninit_sizes_like_alloc(void **state) {
+  (void)state;
+  attn_counting_allocator counter;
+  attn_counting_allocator_init(&counter, attn_allocator_system());
+  attn_allocator a = attn_counting_allocator_get(&counter);
+  attn_tensor t = {ATTN_DTYPE_F32, 2, {7, 9}, NULL};
+  assert_int_equal(attn_tensor_alloc_uninit(a, ATTN_DTYPE_BF16, t.rank, t.dims, &t), ATTN_OK);
+  assert_int_equal(t.dtype, ATTN_DTYPE_BF16);
+  assert_int_equal(attn_tensor_element_count(&t), 63);
+  assert_int_equal(counter.live_bytes, 126);
+  memset(t.data, 0x7f, 126); // the whole tensor is writable
+  attn_tensor_free(a, &t);
+  assert_int_equal(counter.live_bytes, 0);
+  int64_t huge[2] = {INT64_MAX / 2, 4};
+  assert_int_equal(attn_tensor_alloc_uninit(a, ATTN_DTYPE_F32, 2, huge, &t),
+                   ATTN_ERROR_INVALID_ARGUMENT);
+  assert_null(t.data);
+  counter.fail_after = 0;
+  int64_t dims[1] = {5};
+  assert_int_equal(attn_tensor_alloc_uninit(a, ATTN_DTYPE_F32, 1, dims, &t),
+                   ATTN_ERROR_OUT_OF_MEMORY);
+  assert_int_equal(counter.live_blocks, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(tensor_alloc_uninit_sizes_like_alloc),
       cmocka_unit_test(arena_returns_aligned_memory_and_frees_everything),
       cmocka_unit_test(arena_reports_out_of_memory),
       cmocka_unit_test(counting_allocator_fails_one_request_or_all_after),
