@@ -289,7 +289,8 @@ static attn_cpu_activation activation_of(const attn_node *node) {
 }
 
 // Matches a GEMM kernel: a matmul of f32 values, then as much of bias → activation → residual
-// as its epilogue starts with. False when the kernel does not start with an f32 matmul.
+// (added, or multiplied: a gated MLP's gate) as its epilogue starts with. False when the kernel
+// does not start with an f32 matmul.
 static bool match_gemm(const attn_cpu_program *program, const attn_kernel_io *io, gemm_plan *plan) {
   const attn_graph *graph = program->graph;
   memset(plan, 0, sizeof(*plan));
@@ -331,10 +332,20 @@ static bool match_gemm(const attn_cpu_program *program, const attn_kernel_io *io
         plan->bias = other;
       } else if (!plan->spec.residual && attn_type_equal(type, out_type)) {
         plan->spec.residual = true;
+        plan->spec.residual_op = ATTN_CPU_RESIDUAL_ADD;
         plan->residual = other;
       } else {
         break;
       }
+    } else if (next->op == ATTN_OP_MUL) {
+      // The gate of a gated MLP: act(x W) * u, u of the result's shape.
+      attn_value_id other = next->inputs[next->inputs[0].index == plan->out.index ? 1 : 0];
+      if (other.index == plan->out.index || plan->spec.residual ||
+          !attn_type_equal(value_type(graph, other), out_type))
+        break;
+      plan->spec.residual = true;
+      plan->spec.residual_op = ATTN_CPU_RESIDUAL_MUL;
+      plan->residual = other;
     } else if (activation != ATTN_CPU_ACTIVATION_COUNT && !plan->spec.activation &&
                !plan->spec.residual) {
       plan->spec.activation = activation;

@@ -43,12 +43,13 @@ uint64_t attn_gemm_spec_hash(const attn_gemm_spec *spec) {
       'e',
       'm',
       'm',
-      2, // layout version: bump when the kernel's signature or semantics change
+      3, // layout version: bump when the kernel's signature or semantics change
       (uint8_t)spec->transpose_a,
       (uint8_t)spec->transpose_b,
       (uint8_t)spec->bias,
       (uint8_t)spec->activation,
       (uint8_t)spec->residual,
+      (uint8_t)(spec->residual ? spec->residual_op : 0),
       (uint8_t)spec->vector_width,
   };
   uint64_t hash = UINT64_C(0xcbf29ce484222325);
@@ -571,8 +572,8 @@ static LLVMValueRef load_vector(gemm_gen *g, LLVMValueRef pointer, LLVMValueRef 
   return mask ? masked_load(g, pointer, mask, name) : load(g, g->vf32, pointer, 4, name);
 }
 
-// The epilogue of one accumulator vector: act(x + bias) + residual, the residual read at
-// residual_base[row * residual_ld + column].
+// The epilogue of one accumulator vector: act(x + bias) + residual (or * residual), the residual
+// read at residual_base[row * residual_ld + column].
 static LLVMValueRef emit_epilogue(gemm_gen *g, LLVMValueRef x, LLVMValueRef bias_vector,
                                   LLVMValueRef residual_base, LLVMValueRef residual_ld,
                                   LLVMValueRef row, LLVMValueRef column, LLVMValueRef mask) {
@@ -581,7 +582,8 @@ static LLVMValueRef emit_epilogue(gemm_gen *g, LLVMValueRef x, LLVMValueRef bias
   x = activation(g, x);
   if (g->spec->residual) {
     LLVMValueRef index = iadd(g, imul(g, row, residual_ld), column);
-    x = fadd(g, x, load_vector(g, f32_offset(g, residual_base, index), mask, "residual"));
+    LLVMValueRef residual = load_vector(g, f32_offset(g, residual_base, index), mask, "residual");
+    x = g->spec->residual_op == ATTN_CPU_RESIDUAL_MUL ? fmul(g, x, residual) : fadd(g, x, residual);
   }
   return x;
 }
@@ -918,6 +920,9 @@ attn_status attn_cpu_gemm_generate(const attn_gemm_spec *spec, attn_diag *diag,
   if ((unsigned)spec->activation >= ATTN_CPU_ACTIVATION_COUNT)
     return attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_ARGUMENT,
                            "gemm: unknown activation %d", (int)spec->activation);
+  if ((unsigned)spec->residual_op >= ATTN_CPU_RESIDUAL_OP_COUNT)
+    return attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_ARGUMENT,
+                           "gemm: unknown residual op %d", (int)spec->residual_op);
   snprintf(out_name, ATTN_CPU_KERNEL_NAME_MAX, "attn_gemm_f32_%016" PRIx64,
            attn_gemm_spec_hash(spec));
 

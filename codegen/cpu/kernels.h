@@ -33,6 +33,7 @@ const char *attn_cpu_activation_name(attn_cpu_activation activation);
 // The generated function has the type attn_gemm_f32_fn and computes, for rows i in
 // [row_begin, row_end) of an m x n result and every column j in [0, n),
 //   c[i * ldc + j] = act(sum_kk A[i, kk] * B[kk, j] + bias[j]) + residual[i * ldr + j]
+// (or times the residual, with residual_op MUL: the gate of a gated MLP, silu(x W) * u)
 // where A[i, kk] = a[i * lda + kk], or a[kk * lda + i] with transpose_a (a is k x m);
 //       B[kk, j] = b[kk * ldb + j], or b[j * ldb + kk] with transpose_b (b is n x k, the layout
 //                  of a Linear layer's weight);
@@ -64,13 +65,21 @@ const char *attn_cpu_activation_name(attn_cpu_activation activation);
 // The most k rows of one packed panel: 384 for vector width 8, 192 for 16.
 int64_t attn_gemm_k_block(int vector_width);
 
+// How the epilogue combines the residual with the activated result.
+typedef enum attn_cpu_residual_op {
+  ATTN_CPU_RESIDUAL_ADD, // act(...) + residual
+  ATTN_CPU_RESIDUAL_MUL, // act(...) * residual
+  ATTN_CPU_RESIDUAL_OP_COUNT
+} attn_cpu_residual_op;
+
 typedef struct attn_gemm_spec {
   bool transpose_a;
   bool transpose_b;
   bool bias;
   attn_cpu_activation activation;
   bool residual;
-  int vector_width; // f32 lanes per vector: 8 (AVX2 ymm) or 16 (AVX-512 zmm)
+  attn_cpu_residual_op residual_op; // with a residual
+  int vector_width;                 // f32 lanes per vector: 8 (AVX2 ymm) or 16 (AVX-512 zmm)
 } attn_gemm_spec;
 
 typedef void (*attn_gemm_f32_fn)(const float *a, const float *b, float *c, int64_t m, int64_t n,
@@ -79,16 +88,17 @@ typedef void (*attn_gemm_f32_fn)(const float *a, const float *b, float *c, int64
                                  int64_t row_begin, int64_t row_end);
 
 // The spec's hash: 64-bit FNV-1a (offset basis 0xcbf29ce484222325, prime 0x100000001b3) over
-// these 11 bytes, in order: 'g' 'e' 'm' 'm', the layout version 2, transpose_a, transpose_b,
-// bias, activation, residual, vector_width (each field as one unsigned byte). Hashing fields
+// these 12 bytes, in order: 'g' 'e' 'm' 'm', the layout version 3, transpose_a, transpose_b,
+// bias, activation, residual, residual_op, vector_width (each field as one unsigned byte; the
+// residual_op byte is 0 without a residual). Hashing fields
 // rather than the struct keeps padding out and the value stable across compilers.
 uint64_t attn_gemm_spec_hash(const attn_gemm_spec *spec);
 
 // Generates the kernel of `spec` into a new module in a new LLVMContext, owned by the caller
 // (give it to attn_cpu_jit_add_module_owned, or free it with attn_cpu_module_destroy). Writes
 // the function's name, "attn_gemm_f32_" and the spec hash in 16 hex digits, to `out_name`.
-// Returns ATTN_ERROR_INVALID_ARGUMENT (message in `diag`) for a vector width other than 8 or 16
-// or an unknown activation.
+// Returns ATTN_ERROR_INVALID_ARGUMENT (message in `diag`) for a vector width other than 8 or 16,
+// an unknown activation or an unknown residual op.
 attn_status attn_cpu_gemm_generate(const attn_gemm_spec *spec, attn_diag *diag,
                                    LLVMModuleRef *out_module,
                                    char out_name[ATTN_CPU_KERNEL_NAME_MAX]) ATTN_MUST_USE;

@@ -26,6 +26,7 @@ typedef struct conformance_case {
   const char *symbols;   // "B=2,T=37" (unnamed symbols get 5)
   double tolerance;      // relative L2 of float outputs; 0: 1e-5
   const char *generated; // a step implementation at least one kernel must use, or NULL
+  bool all_generated;    // no kernel may run on the reference evaluator
   pass_test_data data;   // how inputs are drawn; all zero: floats in [-2, 2), ints in [0, 5)
 } conformance_case;
 
@@ -92,6 +93,15 @@ static const conformance_case cases[] = {
          "  return o, p, q\n"
          "}\n",
          "B=1,T=29", .generated = "gemm"),
+    // Llama's MLP: the gate's GEMM multiplies its activation by the up projection in its
+    // epilogue, and the down projection adds the residual: nothing left for the reference.
+    CASE("gemm_gated_mlp",
+         "graph g(x: f32[B, T, 40]) -> (o: f32[B, T, 40]) {\n"
+         "  u = matmul(x, weight(\"up\", f32[56, 40]), transpose_b=true)\n"
+         "  g = silu(matmul(x, weight(\"gate\", f32[56, 40]), transpose_b=true))\n"
+         "  return add(x, matmul(mul(g, u), weight(\"down\", f32[40, 56]), transpose_b=true))\n"
+         "}\n",
+         "B=2,T=13", .generated = "gemm", .all_generated = true),
     CASE("gemm_residual",
          "graph g(x: f32[T, 40], r: f32[T, 33]) -> (o: f32[T, 33]) {\n"
          "  return add(r, matmul(x, weight(\"w\", f32[40, 33])))\n"
@@ -254,12 +264,14 @@ static void build_attention_cases(void) {
              v->value_dim, v->inputs, outputs, lse ? "o, l" : "o", v->operands, v->mask, v->extra,
              lse ? "o, l" : "o");
     snprintf(attention_names[i], sizeof(attention_names[i]), "attention_%d", i);
-    attention_cases[i] = (conformance_case){attention_names[i],
-                                            attention_texts[i],
-                                            v->symbols,
-                                            0,
-                                            NULL,
-                                            {.float_scale = 2, .keeps_a_key_per_row = true}};
+    attention_cases[i] = (conformance_case){
+        .name = attention_names[i],
+        .text = attention_texts[i],
+        .symbols = v->symbols,
+        // Score mods are not compiled yet: their kernels run on the reference evaluator.
+        .generated = strstr(v->extra, "score_mod") ? NULL : "attention",
+        .data = {.float_scale = 2, .keeps_a_key_per_row = true},
+    };
   }
 }
 
@@ -269,6 +281,7 @@ typedef struct cpu_runner {
   attn_cpu_backend *backend;
   const conformance_case *c;
   bool saw_generated;
+  bool saw_reference;
 } cpu_runner;
 
 static attn_status run_on_cpu(void *ctx, const attn_graph *graph, const attn_interp_args *args,
@@ -288,6 +301,8 @@ static attn_status run_on_cpu(void *ctx, const attn_graph *graph, const attn_int
     const char *impl = attn_cpu_step_impl_name(info.impl);
     if (runner->c->generated && strcmp(impl, runner->c->generated) == 0)
       runner->saw_generated = true;
+    if (info.impl == ATTN_CPU_STEP_REFERENCE)
+      runner->saw_reference = true;
   }
   attn_cpu_program_destroy(program);
   return status;
@@ -327,7 +342,7 @@ static void run_case(const conformance_case *c, attn_cpu_backend *backend) {
     attn_diag_write(&diag, stderr);
   assert_int_equal(status, ATTN_OK);
 
-  cpu_runner runner = {backend, c, false};
+  cpu_runner runner = {backend, c, false, false};
   status =
       pass_test_evaluate_with(graph, symbols, &data, &weights, run_on_cpu, &runner, &diag, &got);
   if (status != ATTN_OK)
@@ -336,6 +351,8 @@ static void run_case(const conformance_case *c, attn_cpu_backend *backend) {
   pass_test_compare(c->name, &want, &got, c->tolerance ? c->tolerance : 1e-5, 0);
   if (c->generated && !runner.saw_generated)
     fail_msg("%s: no kernel ran as '%s'", c->name, c->generated);
+  if (c->all_generated && runner.saw_reference)
+    fail_msg("%s: a kernel ran on the reference evaluator", c->name);
 
   pass_test_outputs_free(&want);
   pass_test_outputs_free(&got);

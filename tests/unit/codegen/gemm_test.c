@@ -221,7 +221,9 @@ static double check_gemm_run(jit_fixture *fixture, const attn_gemm_spec *spec, g
         if (spec->bias)
           sum += (double)bias[j];
         sum = reference_activation(spec->activation, sum);
-        if (spec->residual)
+        if (spec->residual && spec->residual_op == ATTN_CPU_RESIDUAL_MUL)
+          sum *= (double)residual_values[(item * m + i) * n + j];
+        else if (spec->residual)
           sum += (double)residual_values[(item * m + i) * n + j];
         error_squares += ((double)got - sum) * ((double)got - sum);
         reference_squares += sum * sum;
@@ -273,13 +275,16 @@ static void gemm_matches_reference_over_spec_grid(void **state) {
     int64_t kb = attn_gemm_k_block(width);
     const gemm_shape k_shapes[] = {
         {mr + 1, nr - 1, kb - 1}, {mr, nr + 1, kb}, {mr - 1, nr, kb + 1}, {2, 3, 2 * kb + 1}};
-    for (int flags = 0; flags < 16; flags++) {
+    for (int flags = 0; flags < 32; flags++) {
+      if ((flags >> 4) & 1 && !((flags >> 3) & 1))
+        continue; // a residual op without a residual
       for (int act = 0; act < ATTN_CPU_ACTIVATION_COUNT; act++) {
         attn_gemm_spec spec = {
             .transpose_a = flags & 1,
             .transpose_b = (flags >> 1) & 1,
             .bias = (flags >> 2) & 1,
             .residual = (flags >> 3) & 1,
+            .residual_op = (flags >> 4) & 1 ? ATTN_CPU_RESIDUAL_MUL : ATTN_CPU_RESIDUAL_ADD,
             .activation = (attn_cpu_activation)act,
             .vector_width = width,
         };
@@ -356,13 +361,14 @@ static void gemm_adds_residual_in_place(void **state) {
         {7, 11, kb},
         {3, 5, 0},
     };
-    for (int flags = 0; flags < 8; flags++) {
+    for (int flags = 0; flags < 16; flags++) {
       attn_gemm_spec spec = {
           .transpose_a = flags & 1,
           .transpose_b = (flags >> 1) & 1,
           .bias = (flags >> 2) & 1,
           .activation = (flags >> 2) & 1 ? ATTN_CPU_ACTIVATION_GELU_TANH : ATTN_CPU_ACTIVATION_NONE,
           .residual = true,
+          .residual_op = (flags >> 3) & 1 ? ATTN_CPU_RESIDUAL_MUL : ATTN_CPU_RESIDUAL_ADD,
           .vector_width = width,
       };
       for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
@@ -524,16 +530,19 @@ static void gemm_activations_are_accurate(void **state) {
 // The hash is FNV-1a over the bytes kernels.h documents, and differs across the spec grid.
 static void gemm_spec_hash_follows_its_definition(void **state) {
   (void)state;
-  uint64_t seen[2 * 16 * ATTN_CPU_ACTIVATION_COUNT];
+  uint64_t seen[2 * 32 * ATTN_CPU_ACTIVATION_COUNT];
   size_t count = 0;
   for (int width = 8; width <= 16; width += 8) {
-    for (int flags = 0; flags < 16; flags++) {
+    for (int flags = 0; flags < 32; flags++) {
+      if ((flags >> 4) & 1 && !((flags >> 3) & 1))
+        continue; // a residual op without a residual
       for (int act = 0; act < ATTN_CPU_ACTIVATION_COUNT; act++) {
         attn_gemm_spec spec = {
             .transpose_a = flags & 1,
             .transpose_b = (flags >> 1) & 1,
             .bias = (flags >> 2) & 1,
             .residual = (flags >> 3) & 1,
+            .residual_op = (flags >> 4) & 1 ? ATTN_CPU_RESIDUAL_MUL : ATTN_CPU_RESIDUAL_ADD,
             .activation = (attn_cpu_activation)act,
             .vector_width = width,
         };
@@ -541,12 +550,13 @@ static void gemm_spec_hash_follows_its_definition(void **state) {
                                  'e',
                                  'm',
                                  'm',
-                                 2,
+                                 3,
                                  spec.transpose_a,
                                  spec.transpose_b,
                                  spec.bias,
                                  (uint8_t)act,
                                  spec.residual,
+                                 (uint8_t)spec.residual_op,
                                  (uint8_t)width};
         uint64_t expected = UINT64_C(14695981039346656037);
         for (size_t i = 0; i < sizeof(bytes); i++)
