@@ -368,15 +368,22 @@ static attn_status generate_gemm(void *ctx, attn_diag *diag, LLVMModuleRef *out_
   return attn_cpu_gemm_generate(ctx, diag, out_module, name);
 }
 
+// Looks up, or generates and compiles, the step's function `name` and records it in the step.
+static attn_status compile_step(attn_cpu_program *program, step *s, const char *name,
+                                generate_fn generate, void *spec, attn_cpu_jit_fn *out_fn) {
+  ATTN_RETURN_IF_ERROR(
+      get_function(program->backend, name, generate, spec, out_fn, &s->compile_seconds));
+  s->function = attn_arena_strdup(&program->arena, name);
+  return s->function ? ATTN_OK : ATTN_ERROR_OUT_OF_MEMORY;
+}
+
 static attn_status compile_gemm(attn_cpu_program *program, step *s) {
   char name[ATTN_CPU_KERNEL_NAME_MAX];
   snprintf(name, sizeof(name), "attn_gemm_f32_%016" PRIx64, attn_gemm_spec_hash(&s->gemm.spec));
   attn_cpu_jit_fn fn;
-  ATTN_RETURN_IF_ERROR(
-      get_function(program->backend, name, generate_gemm, &s->gemm.spec, &fn, &s->compile_seconds));
+  ATTN_RETURN_IF_ERROR(compile_step(program, s, name, generate_gemm, &s->gemm.spec, &fn));
   s->gemm.fn = (attn_gemm_f32_fn)fn;
-  s->function = attn_arena_strdup(&program->arena, name);
-  return s->function ? ATTN_OK : ATTN_ERROR_OUT_OF_MEMORY;
+  return ATTN_OK;
 }
 
 // Matches an attention kernel the template covers: f32 or bf16 q, k, v and out of constant
@@ -429,11 +436,9 @@ static attn_status compile_attention(attn_cpu_program *program, step *s) {
   snprintf(name, sizeof(name), "attn_attention_%016" PRIx64,
            attn_attention_spec_hash(&s->attention.spec));
   attn_cpu_jit_fn fn;
-  ATTN_RETURN_IF_ERROR(get_function(program->backend, name, generate_attention, &s->attention.spec,
-                                    &fn, &s->compile_seconds));
+  ATTN_RETURN_IF_ERROR(compile_step(program, s, name, generate_attention, &s->attention.spec, &fn));
   s->attention.fn = (attn_attention_fn)fn;
-  s->function = attn_arena_strdup(&program->arena, name);
-  return s->function ? ATTN_OK : ATTN_ERROR_OUT_OF_MEMORY;
+  return ATTN_OK;
 }
 
 // The kernel kinds the MLIR path may take.
@@ -478,12 +483,10 @@ static attn_status compile_mlir(attn_cpu_program *program, step *s, bool *out_co
     ATTN_RETURN_IF_ERROR(attn_cpu_mlir_create(backend->diag, &backend->mlir));
   mlir_request request = {backend->mlir, program->graph, s->kernel, io, backend->vector_width};
   attn_cpu_jit_fn fn;
-  ATTN_RETURN_IF_ERROR(
-      get_function(backend, s->mlir.name, generate_mlir, &request, &fn, &s->compile_seconds));
+  ATTN_RETURN_IF_ERROR(compile_step(program, s, s->mlir.name, generate_mlir, &request, &fn));
   s->mlir_fn = (attn_cpu_kernel_fn)fn;
-  s->function = attn_arena_strdup(&program->arena, s->mlir.name);
   *out_covered = true;
-  return s->function ? ATTN_OK : ATTN_ERROR_OUT_OF_MEMORY;
+  return ATTN_OK;
 }
 
 static attn_status compile_steps(attn_cpu_program *program) {
