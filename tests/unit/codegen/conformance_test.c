@@ -388,6 +388,29 @@ static void test_one(void **state) {
   run_case(*state, backend);
 }
 
+// `graph` after the default pipeline, compiled by the shared backend.
+static attn_cpu_program *compile_case(attn_graph *graph, attn_diag *diag) {
+  attn_pipeline pipeline;
+  attn_pipeline_run_options options = {0};
+  assert_int_equal(attn_pipeline_parse("default", attn_allocator_system(), diag, &pipeline),
+                   ATTN_OK);
+  assert_int_equal(attn_pipeline_run(&pipeline, graph, &options), ATTN_OK);
+  attn_pipeline_deinit(&pipeline);
+  attn_cpu_program *program;
+  assert_int_equal(attn_cpu_program_compile(backend, graph, &program), ATTN_OK);
+  return program;
+}
+
+// The weights of a graph with one weight node: `weight` for it (a calloc'ed table by node id).
+static attn_tensor *bind_the_weight(const attn_graph *graph, attn_tensor weight) {
+  attn_tensor *weights = calloc(graph->node_count, sizeof(*weights));
+  assert_non_null(weights);
+  for (uint32_t n = 1; n < graph->node_count; n++)
+    if (graph->nodes[n].op == ATTN_OP_WEIGHT && !graph->nodes[n].is_dead)
+      weights[n] = weight;
+  return weights;
+}
+
 // Bad input gets the reference evaluator's error: a generated gather clamps its indices, so the
 // backend checks them first.
 static void test_gather_index_out_of_range(void **state) {
@@ -400,22 +423,11 @@ static void test_gather_index_out_of_range(void **state) {
   attn_diag diag;
   attn_diag_init(&diag, attn_allocator_system());
   attn_graph *graph = parse_case(&c, &diag);
-  attn_pipeline pipeline;
-  attn_pipeline_run_options options = {0};
-  assert_int_equal(attn_pipeline_parse("default", attn_allocator_system(), &diag, &pipeline),
-                   ATTN_OK);
-  assert_int_equal(attn_pipeline_run(&pipeline, graph, &options), ATTN_OK);
-  attn_pipeline_deinit(&pipeline);
-  attn_cpu_program *program;
-  assert_int_equal(attn_cpu_program_compile(backend, graph, &program), ATTN_OK);
+  attn_cpu_program *program = compile_case(graph, &diag);
   int64_t ids[4] = {0, 2, 3, 1};
   float table[12] = {0};
   attn_tensor input = {ATTN_DTYPE_I64, 1, {4}, ids};
-  attn_tensor *weights = calloc(graph->node_count, sizeof(*weights));
-  assert_non_null(weights);
-  for (uint32_t n = 1; n < graph->node_count; n++)
-    if (graph->nodes[n].op == ATTN_OP_WEIGHT && !graph->nodes[n].is_dead)
-      weights[n] = (attn_tensor){ATTN_DTYPE_F32, 2, {3, 4}, table};
+  attn_tensor *weights = bind_the_weight(graph, (attn_tensor){ATTN_DTYPE_F32, 2, {3, 4}, table});
   attn_interp_args args = {&input, weights, NULL};
   attn_tensor output;
   assert_int_equal(attn_cpu_program_run(program, &args, attn_allocator_system(), &diag, &output),
@@ -450,14 +462,7 @@ static void test_converted_weights_are_kept(void **state) {
   attn_diag diag;
   attn_diag_init(&diag, attn_allocator_system());
   attn_graph *graph = parse_case(&c, &diag);
-  attn_pipeline pipeline;
-  attn_pipeline_run_options options = {0};
-  assert_int_equal(attn_pipeline_parse("default", attn_allocator_system(), &diag, &pipeline),
-                   ATTN_OK);
-  assert_int_equal(attn_pipeline_run(&pipeline, graph, &options), ATTN_OK);
-  attn_pipeline_deinit(&pipeline);
-  attn_cpu_program *program;
-  assert_int_equal(attn_cpu_program_compile(backend, graph, &program), ATTN_OK);
+  attn_cpu_program *program = compile_case(graph, &diag);
   float x[24];
   uint16_t w[40];
   for (int i = 0; i < 24; i++)
@@ -465,11 +470,7 @@ static void test_converted_weights_are_kept(void **state) {
   for (int i = 0; i < 40; i++)
     w[i] = attn_f32_to_bf16((float)(i % 7) * 0.25f);
   attn_tensor input = {ATTN_DTYPE_F32, 2, {3, 8}, x};
-  attn_tensor *weights = calloc(graph->node_count, sizeof(*weights));
-  assert_non_null(weights);
-  for (uint32_t n = 1; n < graph->node_count; n++)
-    if (graph->nodes[n].op == ATTN_OP_WEIGHT && !graph->nodes[n].is_dead)
-      weights[n] = (attn_tensor){ATTN_DTYPE_BF16, 2, {8, 5}, w};
+  attn_tensor *weights = bind_the_weight(graph, (attn_tensor){ATTN_DTYPE_BF16, 2, {8, 5}, w});
   attn_interp_args args = {&input, weights, NULL};
   attn_tensor first, cached, fresh, want;
   assert_int_equal(attn_cpu_program_run(program, &args, attn_allocator_system(), &diag, &first),
