@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # attnc's developer entry point.
 #
-#   ./dev.sh          set up, build (release), and run the bundled demo model end to end
+#   ./dev.sh          set up, build (release), and run the bundled demo model end to end on the
+#                     cpu backend and the reference evaluator, and time it
 #   ./dev.sh test     set up, build (dev and asan presets), and run every test
 #   ./dev.sh deps     only install the Debian packages the build needs
 #
@@ -38,8 +39,15 @@ demo() {
   mkdir -p "$out"
   "$attnc" init-weights models/tiny.attn -o "$out/tiny.safetensors" --seed 42
   /usr/bin/python3 -c "import numpy as np; np.save('$out/ids.npy', (np.arange(32, dtype=np.int64) * 7 % 256).reshape(2, 16))"
-  echo "== attnc run models/tiny.attn (2 x 16 tokens, reference evaluator)"
-  "$attnc" run models/tiny.attn -w "$out/tiny.safetensors" -i input_ids="$out/ids.npy" -b interp
+  echo "== attnc run models/tiny.attn (2 x 16 tokens, compiled kernels on the cpu backend)"
+  "$attnc" run models/tiny.attn -w "$out/tiny.safetensors" -i input_ids="$out/ids.npy" \
+    -o logits="$out/logits_cpu.npy"
+  echo "== the same on the reference evaluator"
+  "$attnc" run models/tiny.attn -w "$out/tiny.safetensors" -i input_ids="$out/ids.npy" -b interp \
+    -o logits="$out/logits_interp.npy"
+  /usr/bin/python3 -c "import numpy as np; a, b = np.load('$out/logits_cpu.npy'), np.load('$out/logits_interp.npy'); print('cpu vs interp: relative L2 %.2e' % (np.linalg.norm(a - b) / np.linalg.norm(b)))"
+  echo "== attnc bench models/tiny.attn"
+  "$attnc" bench models/tiny.attn -w "$out/tiny.safetensors" -i input_ids="$out/ids.npy" --iters 20
 }
 
 run_tests() {
