@@ -6,13 +6,16 @@
 //   Qᵀ [D][rows], packed once per item and pre-scaled by scale * log2(e) (so exp becomes exp2);
 //   for each block of BLOCK_KEYS keys:
 //     Sᵀ [keys][rows] = K · Qᵀ, register tiles of KEY_TILE keys x ROW_VECTORS vectors, k elements
-//                       broadcast straight from the k rows (no packing);
+//                       broadcast straight from the k rows (no packing); a score mod is applied
+//                       to the tiles in registers (Qᵀ then carries scale alone and the mod's
+//                       result is multiplied by log2(e));
 //     the mask, only on blocks that are not entirely visible; blocks entirely masked are skipped;
 //     per row vector: new max, P = 2^(S - max) in place, the running sum and the rescale factor;
 //     Oᵀ [Dv][rows] = Oᵀ * rescale + V · Pᵀ, register tiles of VALUE_TILE value rows x
 //                       ROW_VECTORS vectors, v elements broadcast from the v rows;
 //   then O = Oᵀ / sum, transposed into out, and lse = ln 2 (max + log2(sum)).
-// exp2 and log are vector polynomials (no libm calls). All scratch is on the stack.
+// exp2, log and the score mods' exp, log, tanh and pow are vector polynomials (no libm calls).
+// All scratch is on the stack.
 #include "codegen/cpu/attention.h"
 
 #include <inttypes.h>
@@ -43,34 +46,75 @@ int64_t attn_cpu_attention_item_count(const attn_attention_spec *spec,
   return args->batch * args->heads * ((args->tq + rows - 1) / rows) * splits;
 }
 
+// FNV-1a, one byte at a time.
+static void hash_byte(uint64_t *hash, uint8_t byte) {
+  *hash ^= byte;
+  *hash *= UINT64_C(0x100000001b3);
+}
+
+static void hash_bytes(uint64_t *hash, uint64_t value, int count) {
+  for (int i = 0; i < count; i++)
+    hash_byte(hash, (uint8_t)(value >> (8 * i)));
+}
+
+enum { MAX_EXPR_DEPTH = 64 };
+
+// The expression's structure in prefix order, as attention.h lays it out.
+static void hash_expr(uint64_t *hash, const attn_expr *e, int depth) {
+  if (!e || depth > MAX_EXPR_DEPTH) {
+    hash_byte(hash, 0xff);
+    return;
+  }
+  hash_byte(hash, (uint8_t)e->kind);
+  switch (e->kind) {
+  case ATTN_EXPR_NUMBER: {
+    uint64_t bits;
+    memcpy(&bits, &e->number, sizeof(bits));
+    hash_bytes(hash, bits, 8);
+    break;
+  }
+  case ATTN_EXPR_VAR:
+    hash_byte(hash, (uint8_t)e->var);
+    break;
+  case ATTN_EXPR_CAPTURE:
+    hash_byte(hash, (uint8_t)e->capture);
+    hash_byte(hash, (uint8_t)e->arg_count);
+    break;
+  case ATTN_EXPR_UNARY:
+  case ATTN_EXPR_BINARY:
+    hash_byte(hash, (uint8_t)e->fn);
+    hash_byte(hash, (uint8_t)e->arg_count);
+    break;
+  case ATTN_EXPR_SELECT:
+    hash_byte(hash, (uint8_t)e->arg_count);
+    break;
+  }
+  if (e->kind < ATTN_EXPR_CAPTURE || e->kind > ATTN_EXPR_SELECT)
+    return; // no arguments (or an unknown kind, which generation rejects)
+  for (uint32_t i = 0; i < e->arg_count && i < ATTN_EXPR_MAX_ARGS; i++)
+    hash_expr(hash, e->args[i], depth + 1);
+}
+
 uint64_t attn_attention_spec_hash(const attn_attention_spec *spec) {
-  uint32_t d = (uint32_t)spec->head_dim, dv = (uint32_t)spec->value_dim;
-  const uint8_t bytes[] = {
-      'a',
-      't',
-      't',
-      'n',
-      1, // layout version: bump when the kernel's arguments or semantics change
-      (uint8_t)d,
-      (uint8_t)(d >> 8),
-      (uint8_t)(d >> 16),
-      (uint8_t)(d >> 24),
-      (uint8_t)dv,
-      (uint8_t)(dv >> 8),
-      (uint8_t)(dv >> 16),
-      (uint8_t)(dv >> 24),
-      (uint8_t)spec->mask,
-      (uint8_t)spec->mask_tensor,
-      (uint8_t)spec->norm,
-      (uint8_t)spec->lse,
-      (uint8_t)spec->score_mod,
-      (uint8_t)spec->dtype,
-      (uint8_t)spec->vector_width,
-  };
   uint64_t hash = UINT64_C(0xcbf29ce484222325);
-  for (size_t i = 0; i < sizeof(bytes); i++) {
-    hash ^= bytes[i];
-    hash *= UINT64_C(0x100000001b3);
+  hash_bytes(&hash, 'a' | 't' << 8 | 't' << 16 | (uint64_t)'n' << 24, 4);
+  hash_byte(&hash, 2); // layout version: bump when the kernel's arguments or semantics change
+  hash_bytes(&hash, (uint32_t)spec->head_dim, 4);
+  hash_bytes(&hash, (uint32_t)spec->value_dim, 4);
+  hash_byte(&hash, (uint8_t)spec->mask);
+  hash_byte(&hash, (uint8_t)spec->mask_tensor);
+  hash_byte(&hash, (uint8_t)spec->norm);
+  hash_byte(&hash, (uint8_t)spec->lse);
+  hash_byte(&hash, (uint8_t)spec->dtype);
+  hash_byte(&hash, (uint8_t)spec->vector_width);
+  hash_byte(&hash, spec->score_mod != NULL);
+  if (spec->score_mod) {
+    hash_byte(&hash, (uint8_t)spec->capture_count);
+    for (uint32_t c = 0; c < spec->capture_count && c < ATTN_CPU_ATTENTION_MAX_CAPTURES; c++) {
+      hash_byte(&hash, (uint8_t)spec->captures[c].dtype);
+      hash_byte(&hash, (uint8_t)spec->captures[c].rank);
+    }
+    hash_expr(&hash, spec->score_mod, 0);
   }
   return hash;
 }
@@ -344,6 +388,118 @@ static LLVMValueRef vector_ln(attn_gen *g, LLVMValueRef x) {
   return fma_vector(g, e_f, f32_splat(g, LN2), ln_m);
 }
 
+// ---- vector exp, log and tanh of score mods ---------------------------------------------------
+
+static LLVMValueRef fcmp(attn_gen *g, LLVMRealPredicate predicate, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildFCmp(g->builder, predicate, a, b, "");
+}
+
+static LLVMValueRef unary_intrinsic(attn_gen *g, const char *name, LLVMValueRef x) {
+  return call_intrinsic(g, name, &g->vf32, 1, &x, 1);
+}
+
+static LLVMValueRef binary_intrinsic(attn_gen *g, const char *name, LLVMValueRef a,
+                                     LLVMValueRef b) {
+  LLVMValueRef args[] = {a, b};
+  return call_intrinsic(g, name, &g->vf32, 1, args, 2);
+}
+
+// e^x for a vector, after Cephes expf: n = round(x log2 e), r = x - n ln 2 in two parts (Cody
+// and Waite), e^r = 1 + r + r^2 P(r) of degree 7 (within about 1 ulp), times 2^n built as two
+// halves so that every n from -150 to 129 is exact, subnormal results included. Large x gives
+// +inf, very negative x 0, NaN stays NaN.
+static LLVMValueRef vector_exp(attn_gen *g, LLVMValueRef x) {
+  LLVMValueRef low = f32_splat(g, -104.0), high = f32_splat(g, 89.0);
+  LLVMValueRef xc = pick(g, fcmp(g, LLVMRealOGE, x, low), x, low); // NaN becomes `low` here
+  xc = pick(g, fcmp(g, LLVMRealOGT, xc, high), high, xc);
+  LLVMValueRef n = unary_intrinsic(g, "llvm.rint", vmul(g, xc, f32_splat(g, LOG2E)));
+  LLVMValueRef r = fma_vector(g, n, f32_splat(g, -0.693359375), xc);
+  r = fma_vector(g, n, f32_splat(g, 2.12194440e-4), r);
+  static const double coefficients[] = {1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3,
+                                        4.1665795894E-2, 1.6666665459E-1, 5.0000001201E-1};
+  LLVMValueRef p = f32_splat(g, coefficients[0]);
+  for (size_t i = 1; i < sizeof(coefficients) / sizeof(coefficients[0]); i++)
+    p = fma_vector(g, p, r, f32_splat(g, coefficients[i]));
+  LLVMValueRef y = vadd(g, fma_vector(g, p, vmul(g, r, r), r), f32_splat(g, 1.0));
+  LLVMValueRef ni = LLVMBuildFPToSI(g->builder, n, g->vi32, "");
+  LLVMValueRef half = LLVMBuildAShr(g->builder, ni, i32_splat(g, 1), "");
+  LLVMValueRef halves[] = {half, LLVMBuildSub(g->builder, ni, half, "")};
+  for (int i = 0; i < 2; i++) {
+    LLVMValueRef bits =
+        LLVMBuildShl(g->builder, LLVMBuildAdd(g->builder, halves[i], i32_splat(g, 127), ""),
+                     i32_splat(g, 23), "");
+    y = vmul(g, y, LLVMBuildBitCast(g->builder, bits, g->vf32, ""));
+  }
+  return pick(g, fcmp(g, LLVMRealUNO, x, x), x, y);
+}
+
+// ln(x) for every x: vector_ln for normal numbers, subnormals scaled by 2^23 first; ln 0 =
+// -inf, ln(+inf) = +inf, ln of a negative number or NaN is NaN.
+static LLVMValueRef vector_log(attn_gen *g, LLVMValueRef x) {
+  LLVMValueRef zero = LLVMConstNull(g->vf32);
+  LLVMValueRef tiny = fcmp(g, LLVMRealOLT, x, f32_splat(g, 1.17549435e-38));
+  LLVMValueRef scaled = pick(g, tiny, vmul(g, x, f32_splat(g, 8388608.0)), x);
+  LLVMValueRef y = vector_ln(g, scaled);
+  y = pick(g, tiny, vsub(g, y, f32_splat(g, 23.0 * LN2)), y);
+  y = pick(g, fcmp(g, LLVMRealOEQ, x, f32_splat(g, (double)INFINITY)), x, y);
+  y = pick(g, fcmp(g, LLVMRealOEQ, x, zero), f32_splat(g, -(double)INFINITY), y);
+  y = pick(g, fcmp(g, LLVMRealOLT, x, zero), f32_splat(g, (double)NAN), y);
+  return pick(g, fcmp(g, LLVMRealUNO, x, x), x, y);
+}
+
+// tanh(x) as an odd rational function p(x) / q(x) of degrees 13 and 6 (the coefficients Eigen
+// uses) on x clamped to +-7.9053, where tanh rounds to +-1 in f32: one division and 11 FMAs, no
+// branch. Within 4e-7 relative (about 7 ulp at worst, near saturation) on every input; NaN stays
+// NaN.
+static LLVMValueRef vector_tanh(attn_gen *g, LLVMValueRef x) {
+  LLVMValueRef top = f32_splat(g, 7.90531110763549805), bottom = f32_splat(g, -7.90531110763549805);
+  x = pick(g, fcmp(g, LLVMRealOGT, x, top), top, x);
+  x = pick(g, fcmp(g, LLVMRealOLT, x, bottom), bottom, x);
+  LLVMValueRef x2 = vmul(g, x, x);
+  static const double numerator[] = {
+      -2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
+      1.48572235717979e-05,  6.37261928875436e-04, 4.89352455891786e-03};
+  static const double denominator[] = {1.19825839466702e-06, 1.18534705686654e-04,
+                                       2.26843463243900e-03, 4.89352518554385e-03};
+  LLVMValueRef p = f32_splat(g, numerator[0]);
+  for (size_t i = 1; i < sizeof(numerator) / sizeof(numerator[0]); i++)
+    p = fma_vector(g, p, x2, f32_splat(g, numerator[i]));
+  LLVMValueRef q = f32_splat(g, denominator[0]);
+  for (size_t i = 1; i < sizeof(denominator) / sizeof(denominator[0]); i++)
+    q = fma_vector(g, q, x2, f32_splat(g, denominator[i]));
+  return LLVMBuildFDiv(g->builder, vmul(g, p, x), q, "");
+}
+
+// a^b as C's pow for the cases that matter: |a|^b = e^(b ln |a|), negative a only with an
+// integer b (odd b keeps the sign), pow(a, 0) = pow(1, b) = 1.
+static LLVMValueRef vector_pow(attn_gen *g, LLVMValueRef a, LLVMValueRef b) {
+  LLVMValueRef zero = LLVMConstNull(g->vf32), one = f32_splat(g, 1.0);
+  LLVMValueRef y = vector_exp(g, vmul(g, b, vector_log(g, unary_intrinsic(g, "llvm.fabs", a))));
+  LLVMValueRef is_integer = fcmp(g, LLVMRealOEQ, b, unary_intrinsic(g, "llvm.rint", b));
+  LLVMValueRef half = vmul(g, b, f32_splat(g, 0.5));
+  LLVMValueRef odd =
+      LLVMBuildAnd(g->builder, is_integer,
+                   fcmp(g, LLVMRealUNE, half, unary_intrinsic(g, "llvm.rint", half)), "");
+  LLVMValueRef negative_result = pick(
+      g, is_integer, pick(g, odd, LLVMBuildFNeg(g->builder, y, ""), y), f32_splat(g, (double)NAN));
+  y = pick(g, fcmp(g, LLVMRealOLT, a, zero), negative_result, y);
+  LLVMValueRef unit =
+      LLVMBuildOr(g->builder, fcmp(g, LLVMRealOEQ, b, zero), fcmp(g, LLVMRealOEQ, a, one), "");
+  return pick(g, unit, one, y);
+}
+
+// a^n for a small integer n by repeated squaring (exact to a few roundings).
+static LLVMValueRef vector_powi(attn_gen *g, LLVMValueRef a, int n) {
+  LLVMValueRef result = f32_splat(g, 1.0), square = a;
+  for (int m = n < 0 ? -n : n; m > 0; m >>= 1) {
+    if (m & 1)
+      result = vmul(g, result, square);
+    if (m > 1)
+      square = vmul(g, square, square);
+  }
+  return n < 0 ? LLVMBuildFDiv(g->builder, f32_splat(g, 1.0), result, "") : result;
+}
+
 // ---- the kernel -----------------------------------------------------------------------------
 
 // Fields of attn_cpu_attention_args, by their index (byte offset / 8).
@@ -367,6 +523,10 @@ enum {
   FIELD_KV_CHUNK,
   FIELD_SCALE,
   FIELD_SIGMOID_BIAS,
+  FIELD_CAPTURES,
+  FIELD_CAPTURE_DIMS = FIELD_CAPTURES + ATTN_CPU_ATTENTION_MAX_CAPTURES,
+  FIELD_END =
+      FIELD_CAPTURE_DIMS + ATTN_CPU_ATTENTION_MAX_CAPTURES * ATTN_CPU_ATTENTION_MAX_CAPTURE_RANK,
 };
 
 _Static_assert(offsetof(attn_cpu_attention_args, sigmoid_bias) == 8 * FIELD_SIGMOID_BIAS,
@@ -375,6 +535,12 @@ _Static_assert(offsetof(attn_cpu_attention_args, mask_strides) == 8 * FIELD_MASK
                "attn_cpu_attention_args: mask_strides");
 _Static_assert(offsetof(attn_cpu_attention_args, kv_splits) == 8 * FIELD_KV_SPLITS,
                "attn_cpu_attention_args: kv_splits");
+_Static_assert(offsetof(attn_cpu_attention_args, captures) == 8 * FIELD_CAPTURES,
+               "attn_cpu_attention_args: captures");
+_Static_assert(offsetof(attn_cpu_attention_args, capture_dims) == 8 * FIELD_CAPTURE_DIMS,
+               "attn_cpu_attention_args: capture_dims");
+_Static_assert(sizeof(attn_cpu_attention_args) == 8 * FIELD_END,
+               "attn_cpu_attention_args: capture_dims is the last field");
 
 static LLVMValueRef load_field(attn_gen *g, int field, LLVMTypeRef type) {
   LLVMValueRef args = LLVMGetParam(g->function, 0);
@@ -393,21 +559,291 @@ typedef struct item_state {
   LLVMValueRef pos_first, pos_last; // absolute positions of the first and last row
   LLVMValueRef k_begin, k_end;      // the keys the item may see
   LLVMValueRef qt, st, ot, m, l, alpha, kbuf, vbuf; // stack scratch
+  LLVMValueRef b_f, h_f, pos_first_f;               // with a score mod: b, h, pos_first as f32
 } item_state;
 
 typedef struct kernel_args {
   LLVMValueRef q, k, v, mask, out, lse, partial;
   LLVMValueRef batch, heads, kv_heads, tq, tk, window, sinks, strides[4], kv_splits, kv_chunk;
   LLVMValueRef scale2, bias2; // scale and sigmoid bias times log2(e), f32
+  LLVMValueRef scale;         // scale as f32
+  LLVMValueRef captures[ATTN_CPU_ATTENTION_MAX_CAPTURES];
+  LLVMValueRef capture_dims[ATTN_CPU_ATTENTION_MAX_CAPTURES][ATTN_CPU_ATTENTION_MAX_CAPTURE_RANK];
 } kernel_args;
 
-// Qᵀ[d][i] = q[row i][d] * scale * log2(e) for the item's rows; rows past them are zero.
+// ---- score mods -----------------------------------------------------------------------------
+
+// A score-mod value over one vector of query rows (one key): f32 lanes, or the i1 lanes of a
+// comparison, which stand for 1 and 0. `uniform` values read neither score nor q_idx, so all
+// their lanes are equal: their captures are read with one scalar load instead of a gather.
+typedef struct expr_value {
+  LLVMValueRef value;
+  bool is_mask;
+  bool uniform;
+} expr_value;
+
+// The variables of a score mod, as f32 vectors.
+typedef struct expr_env {
+  const kernel_args *args;
+  LLVMValueRef vars[ATTN_EXPR_VAR_COUNT];
+} expr_env;
+
+static LLVMValueRef as_number(attn_gen *g, expr_value v) {
+  return v.is_mask ? pick(g, v.value, f32_splat(g, 1.0), LLVMConstNull(g->vf32)) : v.value;
+}
+
+static LLVMValueRef as_mask(attn_gen *g, expr_value v) {
+  return v.is_mask ? v.value : fcmp(g, LLVMRealUNE, v.value, LLVMConstNull(g->vf32));
+}
+
+static LLVMTypeRef capture_element_type(attn_gen *g, attn_dtype dtype) {
+  switch (dtype) {
+  case ATTN_DTYPE_F32:
+    return g->f32;
+  case ATTN_DTYPE_F16:
+    return LLVMHalfTypeInContext(g->context);
+  case ATTN_DTYPE_BF16:
+    return g->i16;
+  case ATTN_DTYPE_I64:
+    return g->i64;
+  case ATTN_DTYPE_I32:
+    return g->i32;
+  case ATTN_DTYPE_I8:
+  case ATTN_DTYPE_BOOL:
+  case ATTN_DTYPE_COUNT:
+    break;
+  }
+  return g->i8;
+}
+
+// A loaded capture element (scalar, or a vector of `lanes`) as f32.
+static LLVMValueRef capture_to_f32(attn_gen *g, LLVMValueRef value, attn_dtype dtype, bool vector) {
+  LLVMTypeRef f32 = vector ? g->vf32 : g->f32;
+  LLVMTypeRef i32 = vector ? g->vi32 : g->i32;
+  switch (dtype) {
+  case ATTN_DTYPE_F32:
+    return value;
+  case ATTN_DTYPE_F16:
+    return LLVMBuildFPExt(g->builder, value, f32, "");
+  case ATTN_DTYPE_BF16: {
+    LLVMValueRef wide = LLVMBuildZExt(g->builder, value, i32, "");
+    LLVMValueRef sixteen = LLVMConstInt(g->i32, 16, 0);
+    wide = LLVMBuildShl(g->builder, wide, vector ? splat_constant(g, sixteen) : sixteen, "");
+    return LLVMBuildBitCast(g->builder, wide, f32, "");
+  }
+  case ATTN_DTYPE_BOOL:
+    return LLVMBuildUIToFP(
+        g->builder,
+        LLVMBuildICmp(g->builder, LLVMIntNE, value, LLVMConstNull(LLVMTypeOf(value)), ""), f32, "");
+  default:
+    return LLVMBuildSIToFP(g->builder, value, f32, "");
+  }
+}
+
+// A subscript (f32, scalar or vector) as an i64 index in [0, size - 1]: NaN and negatives become
+// 0 (what truncation toward zero gives on (-1, 0)), values past the end the last index.
+static LLVMValueRef clamp_subscript(attn_gen *g, LLVMValueRef x, LLVMValueRef size, bool vector) {
+  LLVMValueRef last = sub(g, size, i64c(g, 1));
+  LLVMValueRef high = LLVMBuildSIToFP(g->builder, last, g->f32, "");
+  // Below 2^31, so that the conversion to i32 is defined.
+  LLVMValueRef top = LLVMConstReal(g->f32, 2147483520.0);
+  high = pick(g, fcmp(g, LLVMRealOLT, high, top), high, top);
+  LLVMValueRef zero = LLVMConstNull(g->f32);
+  if (vector) {
+    high = splat(g, high, g->vf32);
+    zero = LLVMConstNull(g->vf32);
+  }
+  x = pick(g, fcmp(g, LLVMRealOGT, x, zero), x, zero);
+  x = pick(g, fcmp(g, LLVMRealOLT, x, high), x, high);
+  LLVMValueRef index = LLVMBuildFPToSI(g->builder, x, vector ? g->vi32 : g->i32, "");
+  return LLVMBuildSExt(g->builder, index, vector ? g->vi64 : g->i64, "");
+}
+
+static expr_value emit_expr(attn_gen *g, const expr_env *env, const attn_expr *e);
+
+// capture[subscripts...]: one scalar load when every subscript is uniform, else a gather.
+static expr_value emit_capture(attn_gen *g, const expr_env *env, const attn_expr *e) {
+  const attn_cpu_attention_capture *capture = &g->spec->captures[e->capture];
+  const LLVMValueRef *dims = env->args->capture_dims[e->capture];
+  LLVMValueRef subscripts[ATTN_CPU_ATTENTION_MAX_CAPTURE_RANK];
+  bool uniform = true;
+  for (uint32_t d = 0; d < e->arg_count; d++) {
+    expr_value v = emit_expr(g, env, e->args[d]);
+    subscripts[d] = as_number(g, v);
+    uniform = uniform && v.uniform;
+  }
+  LLVMTypeRef element = capture_element_type(g, capture->dtype);
+  LLVMValueRef base = env->args->captures[e->capture];
+  if (uniform) {
+    LLVMValueRef index = i64c(g, 0);
+    for (uint32_t d = 0; d < e->arg_count; d++) {
+      LLVMValueRef x =
+          LLVMBuildExtractElement(g->builder, subscripts[d], LLVMConstInt(g->i32, 0, 0), "");
+      index = add(g, mul(g, index, dims[d]), clamp_subscript(g, x, dims[d], false));
+    }
+    LLVMValueRef value = LLVMBuildLoad2(g->builder, element, at(g, element, base, index), "");
+    value = capture_to_f32(g, value, capture->dtype, false);
+    return (expr_value){splat(g, value, g->vf32), false, true};
+  }
+  LLVMValueRef index = LLVMConstNull(g->vi64);
+  for (uint32_t d = 0; d < e->arg_count; d++)
+    index =
+        LLVMBuildAdd(g->builder, LLVMBuildMul(g->builder, index, splat(g, dims[d], g->vi64), ""),
+                     clamp_subscript(g, subscripts[d], dims[d], true), "");
+  LLVMTypeRef vector = LLVMVectorType(element, (unsigned)g->lanes);
+  LLVMValueRef pointers = LLVMBuildGEP2(g->builder, element, base, &index, 1, "");
+  LLVMTypeRef overloads[] = {vector, LLVMVectorType(g->ptr, (unsigned)g->lanes)};
+  LLVMValueRef gather_args[] = {pointers, LLVMConstAllOnes(g->vi1), LLVMGetPoison(vector)};
+  LLVMValueRef gathered = call_intrinsic(g, "llvm.masked.gather", overloads, 2, gather_args, 3);
+  return (expr_value){capture_to_f32(g, gathered, capture->dtype, true), false, false};
+}
+
+static LLVMValueRef emit_unary(attn_gen *g, attn_expr_fn fn, LLVMValueRef x) {
+  switch (fn) {
+  case ATTN_EXPR_NEG:
+    return LLVMBuildFNeg(g->builder, x, "");
+  case ATTN_EXPR_ABS:
+    return unary_intrinsic(g, "llvm.fabs", x);
+  case ATTN_EXPR_EXP:
+    return vector_exp(g, x);
+  case ATTN_EXPR_LOG:
+    return vector_log(g, x);
+  case ATTN_EXPR_SQRT:
+    return unary_intrinsic(g, "llvm.sqrt", x);
+  case ATTN_EXPR_TANH:
+    return vector_tanh(g, x);
+  case ATTN_EXPR_SIGMOID: {
+    LLVMValueRef e = vector_exp(g, LLVMBuildFNeg(g->builder, x, ""));
+    return LLVMBuildFDiv(g->builder, f32_splat(g, 1.0), vadd(g, f32_splat(g, 1.0), e), "");
+  }
+  default:
+    return f32_splat(g, (double)NAN);
+  }
+}
+
+// True when `e` is a NUMBER holding a small integer, which pow raises by multiplication.
+static bool small_integer(const attn_expr *e, int *out_n) {
+  if (e->kind != ATTN_EXPR_NUMBER || !(fabs(e->number) <= 16.0) || e->number != floor(e->number))
+    return false;
+  *out_n = (int)e->number;
+  return true;
+}
+
+static expr_value emit_binary(attn_gen *g, const expr_env *env, const attn_expr *e) {
+  expr_value av = emit_expr(g, env, e->args[0]), bv = emit_expr(g, env, e->args[1]);
+  bool uniform = av.uniform && bv.uniform;
+  LLVMValueRef a = as_number(g, av), b = as_number(g, bv);
+  LLVMValueRef result;
+  int n;
+  switch (e->fn) {
+  case ATTN_EXPR_ADD:
+    result = vadd(g, a, b);
+    break;
+  case ATTN_EXPR_SUB:
+    result = vsub(g, a, b);
+    break;
+  case ATTN_EXPR_MUL:
+    result = vmul(g, a, b);
+    break;
+  case ATTN_EXPR_DIV:
+    // By a constant: times its reciprocal (one rounding more, far cheaper than a division).
+    if (e->args[1]->kind == ATTN_EXPR_NUMBER && isnormal((float)(1.0 / e->args[1]->number)))
+      result = vmul(g, a, f32_splat(g, 1.0 / e->args[1]->number));
+    else
+      result = LLVMBuildFDiv(g->builder, a, b, "");
+    break;
+  case ATTN_EXPR_MIN:
+    result = binary_intrinsic(g, "llvm.minnum", a, b);
+    break;
+  case ATTN_EXPR_MAX:
+    result = binary_intrinsic(g, "llvm.maxnum", a, b);
+    break;
+  case ATTN_EXPR_POW:
+    result = small_integer(e->args[1], &n) ? vector_powi(g, a, n) : vector_pow(g, a, b);
+    break;
+  case ATTN_EXPR_LT:
+    return (expr_value){fcmp(g, LLVMRealOLT, a, b), true, uniform};
+  case ATTN_EXPR_LE:
+    return (expr_value){fcmp(g, LLVMRealOLE, a, b), true, uniform};
+  case ATTN_EXPR_EQ:
+    return (expr_value){fcmp(g, LLVMRealOEQ, a, b), true, uniform};
+  default:
+    result = f32_splat(g, (double)NAN);
+    break;
+  }
+  return (expr_value){result, false, uniform};
+}
+
+// The value of `e` (validated by attn_cpu_attention_generate) for one vector of query rows.
+static expr_value emit_expr(attn_gen *g, const expr_env *env, const attn_expr *e) {
+  switch (e->kind) {
+  case ATTN_EXPR_NUMBER:
+    return (expr_value){f32_splat(g, e->number), false, true};
+  case ATTN_EXPR_VAR:
+    return (expr_value){env->vars[e->var], false,
+                        e->var != ATTN_EXPR_VAR_SCORE && e->var != ATTN_EXPR_VAR_Q_IDX};
+  case ATTN_EXPR_CAPTURE:
+    return emit_capture(g, env, e);
+  case ATTN_EXPR_UNARY: {
+    expr_value x = emit_expr(g, env, e->args[0]);
+    return (expr_value){emit_unary(g, e->fn, as_number(g, x)), false, x.uniform};
+  }
+  case ATTN_EXPR_BINARY:
+    return emit_binary(g, env, e);
+  case ATTN_EXPR_SELECT: {
+    expr_value c = emit_expr(g, env, e->args[0]);
+    expr_value a = emit_expr(g, env, e->args[1]), b = emit_expr(g, env, e->args[2]);
+    bool uniform = c.uniform && a.uniform && b.uniform;
+    if (a.is_mask && b.is_mask)
+      return (expr_value){pick(g, as_mask(g, c), a.value, b.value), true, uniform};
+    return (expr_value){pick(g, as_mask(g, c), as_number(g, a), as_number(g, b)), false, uniform};
+  }
+  }
+  return (expr_value){f32_splat(g, (double)NAN), false, true};
+}
+
+// Checks what emit_expr relies on: known kinds, vars and fns, argument counts, declared
+// captures, no NULL argument, bounded depth.
+static attn_status validate_expr(const attn_attention_spec *spec, const attn_expr *e, int depth,
+                                 attn_diag *diag) {
+  const char *problem = NULL;
+  if (!e)
+    problem = "a missing argument";
+  else if (depth > MAX_EXPR_DEPTH)
+    problem = "nesting deeper than 64";
+  else if (e->kind == ATTN_EXPR_VAR && (unsigned)e->var >= ATTN_EXPR_VAR_COUNT)
+    problem = "an unknown variable";
+  else if (e->kind == ATTN_EXPR_UNARY && (e->arg_count != 1 || (unsigned)e->fn > ATTN_EXPR_SIGMOID))
+    problem = "a bad unary function";
+  else if (e->kind == ATTN_EXPR_BINARY &&
+           (e->arg_count != 2 || e->fn < ATTN_EXPR_ADD || e->fn >= ATTN_EXPR_FN_COUNT))
+    problem = "a bad binary function";
+  else if (e->kind == ATTN_EXPR_SELECT && e->arg_count != 3)
+    problem = "a select without 3 arguments";
+  else if (e->kind == ATTN_EXPR_CAPTURE &&
+           (e->capture >= spec->capture_count || e->arg_count != spec->captures[e->capture].rank))
+    problem = "a capture the spec does not declare, or the wrong number of subscripts";
+  else if ((unsigned)e->kind > ATTN_EXPR_SELECT)
+    problem = "an unknown expression kind";
+  if (problem)
+    return attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_ARGUMENT,
+                           "attention: the score mod has %s", problem);
+  if (e->kind == ATTN_EXPR_NUMBER || e->kind == ATTN_EXPR_VAR)
+    return ATTN_OK;
+  for (uint32_t i = 0; i < e->arg_count; i++)
+    ATTN_RETURN_IF_ERROR(validate_expr(spec, e->args[i], depth + 1, diag));
+  return ATTN_OK;
+}
+
+// Qᵀ[d][i] = q[row i][d] * scale * log2(e) for the item's rows (without log2(e) with a score
+// mod, which reads the logit itself); rows past them are zero.
 static void emit_pack_q(attn_gen *g, const kernel_args *a, const item_state *s) {
+  LLVMValueRef factor = g->spec->score_mod ? a->scale : a->scale2;
   counted_loop rows = loop_begin(g, i64c(g, 0), s->rows, "pack.i");
   LLVMValueRef row_base = mul(g, add(g, s->q_row0, rows.iv), i64c(g, g->d));
   counted_loop cols = loop_begin(g, i64c(g, 0), i64c(g, g->d), "pack.d");
   LLVMValueRef value = load_element(g, a->q, add(g, row_base, cols.iv));
-  store_f32(g, LLVMBuildFMul(g->builder, value, a->scale2, ""), s->qt,
+  store_f32(g, LLVMBuildFMul(g->builder, value, factor, ""), s->qt,
             add(g, mul(g, cols.iv, i64c(g, g->rows)), rows.iv));
   loop_end(g, &cols, 1, NULL, NULL, 0);
   loop_end(g, &rows, 1, NULL, NULL, 0);
@@ -419,9 +855,27 @@ static void emit_pack_q(attn_gen *g, const kernel_args *a, const item_state *s) 
 }
 
 // Sᵀ[j][rows] = K[j0 + j] · Qᵀ for the block's keys j < nk, in tiles of KEY_TILE keys (keys past
-// nk in the last tile repeat key nk - 1; their rows of Sᵀ are never read).
-static void emit_scores(attn_gen *g, const item_state *s, LLVMValueRef kp, LLVMValueRef nk) {
+// nk in the last tile repeat key nk - 1; their rows of Sᵀ are never read). A score mod applies to
+// the register tiles before they are stored: Sᵀ = log2(e) mod(s).
+static void emit_scores(attn_gen *g, const kernel_args *a, const item_state *s, LLVMValueRef kp,
+                        LLVMValueRef j0, LLVMValueRef nk) {
   unsigned align = (unsigned)g->lanes * 4;
+  const attn_expr *score_mod = g->spec->score_mod;
+  expr_env env = {.args = a};
+  LLVMValueRef q_idx[ROW_TILES][ROW_VECTORS];
+  if (score_mod) {
+    env.vars[ATTN_EXPR_VAR_B] = splat(g, s->b_f, g->vf32);
+    env.vars[ATTN_EXPR_VAR_H] = splat(g, s->h_f, g->vf32);
+    LLVMValueRef first = splat(g, s->pos_first_f, g->vf32);
+    for (int t = 0; t < ROW_TILES; t++) {
+      for (int v = 0; v < ROW_VECTORS; v++) {
+        LLVMValueRef offsets[16];
+        for (int i = 0; i < g->lanes; i++)
+          offsets[i] = LLVMConstReal(g->f32, (double)((t * ROW_VECTORS + v) * g->lanes + i));
+        q_idx[t][v] = vadd(g, first, LLVMConstVector(offsets, (unsigned)g->lanes));
+      }
+    }
+  }
   counted_loop keys = loop_begin(g, i64c(g, 0), nk, "s.j");
   LLVMValueRef last = sub(g, nk, i64c(g, 1));
   LLVMValueRef k_row[KEY_TILE];
@@ -444,6 +898,16 @@ static void emit_scores(attn_gen *g, const item_state *s, LLVMValueRef kp, LLVMV
         next[r][v] = fma_vector(g, kb, qv[v], acc[r][v]);
     }
     loop_end(g, &dl, 1, &acc[0][0], &next[0][0], (size_t)KEY_TILE * ROW_VECTORS);
+    for (int r = 0; score_mod && r < KEY_TILE; r++) {
+      LLVMValueRef j = add(g, j0, add(g, keys.iv, i64c(g, r)));
+      env.vars[ATTN_EXPR_VAR_KV_IDX] =
+          splat(g, LLVMBuildSIToFP(g->builder, j, g->f32, ""), g->vf32);
+      for (int v = 0; v < ROW_VECTORS; v++) {
+        env.vars[ATTN_EXPR_VAR_SCORE] = acc[r][v];
+        env.vars[ATTN_EXPR_VAR_Q_IDX] = q_idx[t][v];
+        acc[r][v] = vmul(g, as_number(g, emit_expr(g, &env, score_mod)), f32_splat(g, LOG2E));
+      }
+    }
     for (int r = 0; r < KEY_TILE; r++) {
       LLVMValueRef s_base =
           add(g, mul(g, add(g, keys.iv, i64c(g, r)), i64c(g, g->rows)), i64c(g, col0));
@@ -653,7 +1117,7 @@ static void emit_block(attn_gen *g, const kernel_args *a, const item_state *s, L
     kp = at(g, g->f32, a->k, k_offset);
     vp = at(g, g->f32, a->v, v_offset);
   }
-  emit_scores(g, s, kp, nk);
+  emit_scores(g, a, s, kp, j0, nk);
 
   bool may_mask = spec->mask != ATTN_CPU_ATTENTION_MASK_NONE ||
                   spec->mask_tensor != ATTN_CPU_ATTENTION_MASK_TENSOR_NONE;
@@ -796,6 +1260,13 @@ static void emit_function(attn_gen *g) {
       g->builder, LLVMBuildFMul(g->builder, scale, LLVMConstReal(g->f64, LOG2E), ""), g->f32, "");
   a.bias2 = LLVMBuildFPTrunc(
       g->builder, LLVMBuildFMul(g->builder, bias, LLVMConstReal(g->f64, LOG2E), ""), g->f32, "");
+  a.scale = LLVMBuildFPTrunc(g->builder, scale, g->f32, "");
+  for (uint32_t c = 0; spec->score_mod && c < spec->capture_count; c++) {
+    a.captures[c] = load_field(g, FIELD_CAPTURES + (int)c, g->ptr);
+    for (uint32_t d = 0; d < spec->captures[c].rank; d++)
+      a.capture_dims[c][d] = load_field(
+          g, FIELD_CAPTURE_DIMS + (int)(c * ATTN_CPU_ATTENTION_MAX_CAPTURE_RANK + d), g->i64);
+  }
 
   LLVMValueRef split_keys = icmp(g, LLVMIntSGT, a.kv_splits, i64c(g, 1));
   s.splits = pick(g, split_keys, a.kv_splits, i64c(g, 1));
@@ -822,6 +1293,11 @@ static void emit_function(attn_gen *g) {
   s.v_head = mul(g, mul(g, kv_head, a.tk), i64c(g, g->dv));
   s.pos_first = add(g, sub(g, a.tk, a.tq), s.i0);
   s.pos_last = sub(g, add(g, s.pos_first, s.rows), i64c(g, 1));
+  if (spec->score_mod) {
+    s.b_f = LLVMBuildSIToFP(g->builder, s.b, g->f32, "");
+    s.h_f = LLVMBuildSIToFP(g->builder, s.h, g->f32, "");
+    s.pos_first_f = LLVMBuildSIToFP(g->builder, s.pos_first, g->f32, "");
+  }
   s.k_begin = mul(g, s.split, chunk);
   s.k_end = smin(g, a.tk, add(g, s.k_begin, chunk));
   if (spec->mask != ATTN_CPU_ATTENTION_MASK_NONE)
@@ -868,9 +1344,6 @@ attn_status attn_cpu_attention_generate(const attn_attention_spec *spec, attn_di
                                         char out_name[ATTN_CPU_KERNEL_NAME_MAX]) {
   *out_module = NULL;
   out_name[0] = '\0';
-  if (spec->score_mod)
-    return attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_UNSUPPORTED,
-                           "attention: score mods are not compiled for the CPU yet");
   if (spec->vector_width != 8 && spec->vector_width != 16)
     return attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_ARGUMENT,
                            "attention: vector width %d is not 8 or 16", spec->vector_width);
@@ -885,6 +1358,22 @@ attn_status attn_cpu_attention_generate(const attn_attention_spec *spec, attn_di
       (unsigned)spec->dtype >= ATTN_CPU_ATTENTION_DTYPE_COUNT)
     return attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_ARGUMENT,
                            "attention: unknown mask, mask tensor, norm or dtype");
+  if (spec->score_mod) {
+    if (spec->capture_count > ATTN_CPU_ATTENTION_MAX_CAPTURES)
+      return attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_UNSUPPORTED,
+                             "attention: the score mod captures %u tensors, more than %d",
+                             spec->capture_count, ATTN_CPU_ATTENTION_MAX_CAPTURES);
+    for (uint32_t c = 0; c < spec->capture_count; c++) {
+      if (spec->captures[c].rank > ATTN_CPU_ATTENTION_MAX_CAPTURE_RANK)
+        return attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_UNSUPPORTED,
+                               "attention: capture %u of the score mod has %u dims, more than %d",
+                               c, spec->captures[c].rank, ATTN_CPU_ATTENTION_MAX_CAPTURE_RANK);
+      if ((unsigned)spec->captures[c].dtype >= ATTN_DTYPE_COUNT)
+        return attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_ARGUMENT,
+                               "attention: capture %u of the score mod has an unknown dtype", c);
+    }
+    ATTN_RETURN_IF_ERROR(validate_expr(spec, spec->score_mod, 0, diag));
+  }
   snprintf(out_name, ATTN_CPU_KERNEL_NAME_MAX, "attn_attention_%016" PRIx64,
            attn_attention_spec_hash(spec));
 

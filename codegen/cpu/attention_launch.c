@@ -77,6 +77,19 @@ attn_status attn_cpu_attention_launch(attn_attention_fn fn, const attn_attention
                            "attention: bad shape (B %lld, H %lld, Hkv %lld, Tq %lld, Tk %lld)",
                            (long long)args->batch, (long long)args->heads,
                            (long long)args->kv_heads, (long long)args->tq, (long long)args->tk);
+  if (spec->score_mod) {
+    for (uint32_t c = 0; c < spec->capture_count && c < ATTN_CPU_ATTENTION_MAX_CAPTURES; c++) {
+      bool empty = !args->captures[c];
+      for (uint32_t d = 0; d < spec->captures[c].rank && d < ATTN_CPU_ATTENTION_MAX_CAPTURE_RANK;
+           d++)
+        empty = empty || args->capture_dims[c][d] < 1;
+      if (empty)
+        return attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_ARGUMENT,
+                               "attention: capture %u of the score mod has no data or an empty "
+                               "dim",
+                               c);
+    }
+  }
   attn_cpu_attention_args run = *args;
   run.kv_splits = 1;
   run.kv_chunk = args->tk;

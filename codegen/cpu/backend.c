@@ -387,7 +387,7 @@ static attn_status compile_gemm(attn_cpu_program *program, step *s) {
 }
 
 // Matches an attention kernel the template covers: f32 or bf16 q, k, v and out of constant
-// head dims, a bool or f32 mask tensor, no score mod.
+// head dims, a bool or f32 mask tensor, a score mod of at most 8 captures of rank 4 or less.
 static bool match_attention(const attn_cpu_program *program, const attn_kernel_io *io,
                             attention_plan *plan) {
   const attn_graph *graph = program->graph;
@@ -401,7 +401,7 @@ static bool match_attention(const attn_cpu_program *program, const attn_kernel_i
   const attn_type *out = value_type(graph, node->outputs[0]);
   attn_dtype dtype = q->dtype;
   if ((dtype != ATTN_DTYPE_F32 && dtype != ATTN_DTYPE_BF16) || k->dtype != dtype ||
-      v->dtype != dtype || out->dtype != dtype || attrs->score_mod || q->rank != 4 ||
+      v->dtype != dtype || out->dtype != dtype || q->rank != 4 ||
       !attn_dim_is_constant(q->dims[3]) || !attn_dim_is_constant(v->dims[3]))
     return false;
   attn_attention_spec *spec = &plan->spec;
@@ -421,6 +421,18 @@ static bool match_attention(const attn_cpu_program *program, const attn_kernel_i
                                                 : ATTN_CPU_ATTENTION_NORM_SOFTMAX;
   spec->lse = attrs->has_lse;
   spec->dtype = dtype == ATTN_DTYPE_BF16 ? ATTN_CPU_ATTENTION_BF16 : ATTN_CPU_ATTENTION_F32;
+  // The score mod's captured tensors follow q, k, v and the mask.
+  uint32_t base = attrs->has_mask ? 4 : 3;
+  spec->score_mod = attrs->score_mod;
+  spec->capture_count = node->input_count - base;
+  if (spec->capture_count > ATTN_CPU_ATTENTION_MAX_CAPTURES)
+    return false;
+  for (uint32_t c = 0; c < spec->capture_count; c++) {
+    const attn_type *type = value_type(graph, node->inputs[base + c]);
+    if (type->rank > ATTN_CPU_ATTENTION_MAX_CAPTURE_RANK)
+      return false;
+    spec->captures[c] = (attn_cpu_attention_capture){type->dtype, type->rank};
+  }
   spec->vector_width = program->backend->vector_width;
   plan->node = node;
   return true;
@@ -1027,6 +1039,13 @@ static attn_status run_attention(attn_cpu_program *program, const step *s) {
       .scale = attrs->scale != 0 ? attrs->scale : 1.0 / sqrt((double)plan->spec.head_dim),
       .sigmoid_bias = attrs->sigmoid_bias,
   };
+  uint32_t base = attrs->has_mask ? 4 : 3;
+  for (uint32_t c = 0; c < plan->spec.capture_count; c++) {
+    const attn_tensor *capture = &program->values[node->inputs[base + c].index];
+    args.captures[c] = capture->data;
+    for (uint32_t d = 0; d < capture->rank; d++)
+      args.capture_dims[c][d] = capture->dims[d];
+  }
   if (attrs->has_mask) {
     // The mask's dims, right-aligned to [B, H, Tq, Tk]; a dim of 1 broadcasts.
     const attn_tensor *mask = &program->values[node->inputs[3].index];

@@ -1,7 +1,9 @@
 // Unit tests for the CPU attention kernels (codegen/cpu/attention.h): every mask kind, mask
-// tensors with broadcast dims, GQA, odd shapes, decode key splits, sigmoid, lse and bf16, run
-// through attn_cpu_attention_launch on 1 and 2 threads and compared with a double-precision loop
-// written here from the op's definition (ir/ir.h), with guard bands around every output.
+// tensors with broadcast dims, GQA, odd shapes, decode key splits, sigmoid, lse, bf16 and score
+// mods (ALiBi, softcapping, bias tables, document masks, every function), run through
+// attn_cpu_attention_launch on 1 and 2 threads and compared with a double-precision loop written
+// here from the op's definition (ir/ir.h), which evaluates score mods with attn_expr_eval, with
+// guard bands around every output.
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +19,7 @@
 
 #include "codegen/cpu/attention.h"
 #include "codegen/cpu/jit.h"
+#include "ir/interp.h"
 #include "runtime/base/allocator.h"
 #include "runtime/base/diag.h"
 #include "runtime/cpu/pool.h"
@@ -124,7 +127,11 @@ typedef struct attn_case {
   double sigmoid_bias;
   bool lse;
   attn_cpu_attention_dtype dtype;
-  int threads; // 1 or 2
+  int threads;                    // 1 or 2
+  const attn_expr *score_mod;     // NULL: none
+  const attn_expr *reference_mod; // what the reference evaluates instead, when not NULL
+  uint32_t capture_count;
+  attn_tensor captures[ATTN_CPU_ATTENTION_MAX_CAPTURES]; // borrowed data
 } attn_case;
 
 static attn_case dense(int64_t h, int64_t hkv, int64_t tq, int64_t tk, int64_t d) {
@@ -145,11 +152,12 @@ static const char *case_text(const attn_case *c) {
   static char text[256];
   snprintf(text, sizeof(text),
            "B%lld H%lld Hkv%lld Tq%lld Tk%lld D%lld Dv%lld mask %d w%lld s%lld tensor %d "
-           "[%d%d%d%d] norm %d lse %d dtype %d threads %d",
+           "[%d%d%d%d] norm %d lse %d dtype %d threads %d score mod %s",
            (long long)c->b, (long long)c->h, (long long)c->hkv, (long long)c->tq, (long long)c->tk,
            (long long)c->d, (long long)c->dv, (int)c->mask, (long long)c->window,
            (long long)c->sinks, (int)c->mask_tensor, c->mask_full[0], c->mask_full[1],
-           c->mask_full[2], c->mask_full[3], (int)c->norm, c->lse, (int)c->dtype, c->threads);
+           c->mask_full[2], c->mask_full[3], (int)c->norm, c->lse, (int)c->dtype, c->threads,
+           c->score_mod ? "yes" : "no");
   return text;
 }
 
@@ -161,6 +169,8 @@ static void reference(const attn_case *c, const double *q, const double *k, cons
   bool *visible = malloc((size_t)(c->tk + 1));
   assert_true(s && visible);
   int64_t group = c->h / c->hkv;
+  const attn_expr *mod = c->reference_mod ? c->reference_mod : c->score_mod;
+  attn_expr_env env = {{0}, c->captures, c->capture_count};
   for (int64_t b = 0; b < c->b; b++) {
     for (int64_t h = 0; h < c->h; h++) {
       int64_t kvh = h / group;
@@ -186,6 +196,17 @@ static void reference(const attn_case *c, const double *q, const double *k, cons
           for (int64_t d = 0; d < c->d; d++)
             dot += q[row * c->d + d] * kh[j * c->d + d];
           s[j] = scale * dot;
+          if (mod) {
+            env.vars[ATTN_EXPR_VAR_SCORE] = s[j];
+            env.vars[ATTN_EXPR_VAR_B] = (double)b;
+            env.vars[ATTN_EXPR_VAR_H] = (double)h;
+            env.vars[ATTN_EXPR_VAR_Q_IDX] = (double)pos;
+            env.vars[ATTN_EXPR_VAR_KV_IDX] = (double)j;
+            attn_expr_fault fault;
+            if (attn_expr_eval(mod, &env, &s[j], &fault) != ATTN_OK)
+              fail_msg("%s: the reference score mod faults on capture %u", case_text(c),
+                       fault.capture);
+          }
           if (c->mask_tensor == ATTN_CPU_ATTENTION_MASK_TENSOR_F32)
             s[j] += (double)((const float *)mask)[at];
           max = s[j] > max ? s[j] : max;
@@ -246,7 +267,11 @@ static double check_case(fixture *f, const attn_case *c) {
                               .norm = c->norm,
                               .lse = c->lse,
                               .dtype = c->dtype,
-                              .vector_width = 8};
+                              .vector_width = 8,
+                              .score_mod = c->score_mod,
+                              .capture_count = c->capture_count};
+  for (uint32_t i = 0; i < c->capture_count; i++)
+    spec.captures[i] = (attn_cpu_attention_capture){c->captures[i].dtype, c->captures[i].rank};
   attn_attention_fn fn = kernel_for(f, &spec);
   bool bf16 = c->dtype == ATTN_CPU_ATTENTION_BF16;
   int64_t q_count = c->b * c->h * c->tq * c->d, k_count = c->b * c->hkv * c->tk * c->d;
@@ -321,6 +346,11 @@ static double check_case(fixture *f, const attn_case *c) {
       .scale = scale,
       .sigmoid_bias = c->sigmoid_bias,
   };
+  for (uint32_t i = 0; i < c->capture_count; i++) {
+    args.captures[i] = c->captures[i].data;
+    for (uint32_t d = 0; d < c->captures[i].rank; d++)
+      args.capture_dims[i][d] = c->captures[i].dims[d];
+  }
   attn_counting_allocator counter;
   attn_counting_allocator_init(&counter, attn_allocator_system());
   attn_status status = attn_cpu_attention_launch(fn, &spec, &args, f->pools[c->threads - 1],
@@ -562,19 +592,347 @@ static void bf16_matches_reference(void **state) {
   check_case(f, &c);
 }
 
-static void score_mod_and_bad_specs_are_rejected(void **state) {
+// ---- score mods ---------------------------------------------------------------------------------
+
+// Expression nodes for the score mods of one test.
+static attn_expr expr_nodes[256];
+static size_t expr_node_count;
+
+static attn_expr *new_expr(attn_expr_kind kind) {
+  assert_true(expr_node_count < sizeof(expr_nodes) / sizeof(expr_nodes[0]));
+  attn_expr *e = &expr_nodes[expr_node_count++];
+  memset(e, 0, sizeof(*e));
+  e->kind = kind;
+  return e;
+}
+
+static const attn_expr *num(double value) {
+  attn_expr *e = new_expr(ATTN_EXPR_NUMBER);
+  e->number = value;
+  return e;
+}
+
+static const attn_expr *var(attn_expr_var v) {
+  attn_expr *e = new_expr(ATTN_EXPR_VAR);
+  e->var = v;
+  return e;
+}
+
+static const attn_expr *un(attn_expr_fn fn, const attn_expr *a) {
+  attn_expr *e = new_expr(ATTN_EXPR_UNARY);
+  e->fn = fn;
+  e->arg_count = 1;
+  e->args[0] = a;
+  return e;
+}
+
+static const attn_expr *bin(attn_expr_fn fn, const attn_expr *a, const attn_expr *b) {
+  attn_expr *e = new_expr(ATTN_EXPR_BINARY);
+  e->fn = fn;
+  e->arg_count = 2;
+  e->args[0] = a;
+  e->args[1] = b;
+  return e;
+}
+
+static const attn_expr *sel(const attn_expr *c, const attn_expr *a, const attn_expr *b) {
+  attn_expr *e = new_expr(ATTN_EXPR_SELECT);
+  e->arg_count = 3;
+  e->args[0] = c;
+  e->args[1] = a;
+  e->args[2] = b;
+  return e;
+}
+
+// capture[i] or capture[i, j] (j NULL for one subscript).
+static const attn_expr *cap(uint32_t capture, const attn_expr *i, const attn_expr *j) {
+  attn_expr *e = new_expr(ATTN_EXPR_CAPTURE);
+  e->capture = capture;
+  e->arg_count = j ? 2 : 1;
+  e->args[0] = i;
+  e->args[1] = j;
+  return e;
+}
+
+#define SCORE  var(ATTN_EXPR_VAR_SCORE)
+#define Q_IDX  var(ATTN_EXPR_VAR_Q_IDX)
+#define KV_IDX var(ATTN_EXPR_VAR_KV_IDX)
+
+// ALiBi: score + slopes[h] * (kv_idx - q_idx).
+static const attn_expr *alibi(void) {
+  return bin(
+      ATTN_EXPR_ADD, SCORE,
+      bin(ATTN_EXPR_MUL, cap(0, var(ATTN_EXPR_VAR_H), NULL), bin(ATTN_EXPR_SUB, KV_IDX, Q_IDX)));
+}
+
+// The slopes of ALiBi for H heads, 2^(-8 (h + 1) / H), as an f32 capture.
+static attn_tensor alibi_slopes(int64_t heads, float *storage) {
+  for (int64_t h = 0; h < heads; h++)
+    storage[h] = (float)pow(2.0, -8.0 * (double)(h + 1) / (double)heads);
+  return (attn_tensor){ATTN_DTYPE_F32, 1, {heads}, storage};
+}
+
+// ALiBi with every mask kind, GQA, odd sizes, lse on and off, 1 and 2 threads, prefill and
+// Tq < Tk, then decode (split keys), sigmoid and bf16.
+static void alibi_matches_reference(void **state) {
+  fixture *f = *state;
+  random_state = 11;
+  expr_node_count = 0;
+  float slopes[8];
+  const int64_t lengths[][2] = {{37, 100}, {100, 100}, {513, 513}, {7, 130}};
+  for (size_t li = 0; li < 4; li++) {
+    for (int mask = 0; mask < 3; mask++) {
+      attn_case c = dense(8, 2, lengths[li][0], lengths[li][1], 64);
+      c.mask = (attn_cpu_attention_mask)mask;
+      c.window = 50;
+      c.sinks = 3;
+      c.lse = (li + (size_t)mask) % 2 == 0;
+      c.threads = (int)(1 + (li + (size_t)mask) % 2);
+      c.score_mod = alibi();
+      c.capture_count = 1;
+      c.captures[0] = alibi_slopes(c.h, slopes);
+      check_case(f, &c);
+    }
+  }
+  for (int threads = 1; threads <= 2; threads++) {
+    attn_case c = dense(4, 4, 1, 2000, 64);
+    c.mask = ATTN_CPU_ATTENTION_MASK_CAUSAL;
+    c.threads = threads;
+    c.score_mod = alibi();
+    c.capture_count = 1;
+    c.captures[0] = alibi_slopes(c.h, slopes);
+    check_case(f, &c);
+  }
+  attn_case c = dense(4, 2, 100, 200, 32);
+  c.norm = ATTN_CPU_ATTENTION_NORM_SIGMOID;
+  c.sigmoid_bias = -1.0;
+  c.mask = ATTN_CPU_ATTENTION_MASK_CAUSAL;
+  c.score_mod = alibi();
+  c.capture_count = 1;
+  c.captures[0] = alibi_slopes(c.h, slopes);
+  check_case(f, &c);
+  c.norm = ATTN_CPU_ATTENTION_NORM_SOFTMAX;
+  c.dtype = ATTN_CPU_ATTENTION_BF16;
+  check_case(f, &c);
+}
+
+// tanh(score / cap) * cap: cap 30 (Gemma 2) keeps tanh's argument small; cap 2 over larger
+// logits reaches both of tanh's branches and saturation.
+static void softcapping_matches_reference(void **state) {
+  fixture *f = *state;
+  random_state = 12;
+  expr_node_count = 0;
+  const double caps[] = {30.0, 2.0};
+  for (size_t ci = 0; ci < 2; ci++) {
+    for (int mask = 0; mask < 3; mask++) {
+      attn_case c = dense(4, 1, 37, 300, ci ? 128 : 64);
+      c.mask = (attn_cpu_attention_mask)mask;
+      c.window = 70;
+      c.sinks = 1;
+      c.threads = 1 + mask % 2;
+      c.score_mod = bin(ATTN_EXPR_MUL, un(ATTN_EXPR_TANH, bin(ATTN_EXPR_DIV, SCORE, num(caps[ci]))),
+                        num(caps[ci]));
+      check_case(f, &c);
+    }
+  }
+}
+
+// score + bias[q_idx - (Tk - Tq), kv_idx] with a bias table [Tq, Tk] of f32, bf16 and f16, and
+// an f32 mask tensor added after it.
+static void bias_table_matches_reference(void **state) {
+  fixture *f = *state;
+  random_state = 13;
+  expr_node_count = 0;
+  const int64_t lengths[][2] = {{37, 37}, {37, 100}, {100, 129}};
+  const attn_dtype dtypes[] = {ATTN_DTYPE_F32, ATTN_DTYPE_BF16, ATTN_DTYPE_F16};
+  for (size_t li = 0; li < 3; li++) {
+    int64_t tq = lengths[li][0], tk = lengths[li][1];
+    void *table = malloc(4 * (size_t)(tq * tk));
+    assert_true(table);
+    for (int mask = 0; mask < 3; mask++) {
+      attn_dtype dtype = dtypes[((size_t)mask + li) % 3];
+      for (int64_t i = 0; i < tq * tk; i++) {
+        float x = 3.0f * random_float();
+        if (dtype == ATTN_DTYPE_F32)
+          ((float *)table)[i] = x;
+        else if (dtype == ATTN_DTYPE_BF16)
+          ((uint16_t *)table)[i] = bf16_bits(x);
+        else
+          ((uint16_t *)table)[i] = attn_f32_to_f16(x);
+      }
+      attn_case c = dense(4, 2, tq, tk, 64);
+      c.mask = (attn_cpu_attention_mask)mask;
+      c.window = 20;
+      c.sinks = 2;
+      c.threads = 1 + (int)li % 2;
+      const attn_expr *row = tq == tk ? Q_IDX : bin(ATTN_EXPR_SUB, Q_IDX, num((double)(tk - tq)));
+      c.score_mod = bin(ATTN_EXPR_ADD, SCORE, cap(0, row, KV_IDX));
+      c.capture_count = 1;
+      c.captures[0] = (attn_tensor){dtype, 2, {tq, tk}, table};
+      check_case(f, &c);
+      if (mask == 0) {
+        c.mask_tensor = ATTN_CPU_ATTENTION_MASK_TENSOR_F32;
+        c.mask_full[2] = c.mask_full[3] = true;
+        check_case(f, &c);
+      }
+    }
+    free(table);
+  }
+}
+
+// doc[q_idx] == doc[kv_idx] ? score : -inf with an i64 document id per position (documents of
+// 1 to 90 positions), alone and with every mask kind; then a mod that hides every key of the
+// first rows, which must come out as zeros with lse -inf.
+static void document_mask_matches_reference(void **state) {
+  fixture *f = *state;
+  random_state = 14;
+  expr_node_count = 0;
+  int64_t doc[600];
+  int64_t id = 0, left = 0;
+  for (int64_t i = 0; i < 600; i++) {
+    if (left-- <= 0) {
+      id++;
+      left = (int64_t)((random_float() + 1.0f) * 45.0f);
+    }
+    doc[i] = 1000 + 7 * id;
+  }
+  for (int mask = 0; mask < 3; mask++) {
+    for (int shape = 0; shape < 2; shape++) {
+      attn_case c = dense(4, 4, shape ? 300 : 513, shape ? 600 : 513, 64);
+      c.b = 2;
+      c.mask = (attn_cpu_attention_mask)mask;
+      c.window = 100;
+      c.sinks = 4;
+      c.threads = 1 + shape;
+      c.lse = true;
+      c.score_mod = sel(bin(ATTN_EXPR_EQ, cap(0, Q_IDX, NULL), cap(0, KV_IDX, NULL)), SCORE,
+                        num(-(double)INFINITY));
+      c.capture_count = 1;
+      c.captures[0] = (attn_tensor){ATTN_DTYPE_I64, 1, {c.tk}, doc};
+      check_case(f, &c);
+    }
+  }
+  attn_case c = dense(2, 1, 100, 100, 32);
+  c.score_mod = sel(bin(ATTN_EXPR_LT, Q_IDX, num(20)), num(-(double)INFINITY), SCORE);
+  check_case(f, &c);
+}
+
+// kv_idx <= q_idx ? score : -inf, a causal mask written as a select, with each mask kind
+// beside it; one with a bool capture as the condition.
+static void select_on_positions_matches_reference(void **state) {
+  fixture *f = *state;
+  random_state = 15;
+  expr_node_count = 0;
+  for (int mask = 0; mask < 3; mask++) {
+    attn_case c = dense(4, 2, 100, 177, 64);
+    c.mask = (attn_cpu_attention_mask)mask;
+    c.window = 40;
+    c.threads = 1 + mask % 2;
+    c.score_mod = sel(bin(ATTN_EXPR_LE, KV_IDX, Q_IDX), SCORE, num(-(double)INFINITY));
+    check_case(f, &c);
+  }
+  uint8_t keep[177];
+  for (int i = 0; i < 177; i++)
+    keep[i] = random_float() > -0.5f ? 1 : 0;
+  keep[176] = 1;
+  attn_case c = dense(2, 2, 50, 177, 32);
+  c.mask = ATTN_CPU_ATTENTION_MASK_CAUSAL;
+  c.score_mod = sel(cap(0, KV_IDX, NULL), bin(ATTN_EXPR_MUL, SCORE, num(1.5)), num(-1e30));
+  c.capture_count = 1;
+  c.captures[0] = (attn_tensor){ATTN_DTYPE_BOOL, 1, {177}, keep};
+  check_case(f, &c);
+}
+
+// Every unary and binary function once, with i32 and i8 captures, b and h: checks the vector
+// polynomials of exp, log, tanh, sigmoid and pow inside the 1e-5 bound.
+static void every_function_matches_reference(void **state) {
+  fixture *f = *state;
+  random_state = 16;
+  expr_node_count = 0;
+  int32_t shift[3] = {2, -1, 3};
+  int8_t offsets[2][4] = {{1, -2, 0, 5}, {-3, 4, 1, 0}};
+  const attn_expr *a_score = un(ATTN_EXPR_ABS, SCORE);
+  const attn_expr *terms[] = {
+      bin(ATTN_EXPR_MAX, bin(ATTN_EXPR_MIN, SCORE, num(2.5)), num(-2.5)),
+      bin(ATTN_EXPR_MUL, un(ATTN_EXPR_SQRT, a_score), num(0.25)),
+      un(ATTN_EXPR_NEG, bin(ATTN_EXPR_POW, un(ATTN_EXPR_SIGMOID, SCORE), num(2))),
+      bin(ATTN_EXPR_MUL, un(ATTN_EXPR_LOG, bin(ATTN_EXPR_ADD, un(ATTN_EXPR_EXP, SCORE), num(1))),
+          num(0.5)),
+      bin(ATTN_EXPR_DIV, bin(ATTN_EXPR_POW, bin(ATTN_EXPR_ADD, a_score, num(0.5)), num(1.5)),
+          num(8)),
+      bin(ATTN_EXPR_MUL, un(ATTN_EXPR_TANH, bin(ATTN_EXPR_MUL, SCORE, num(0.7))), num(0.5)),
+      bin(ATTN_EXPR_MUL, cap(0, var(ATTN_EXPR_VAR_B), NULL), num(0.1)),
+      bin(ATTN_EXPR_MUL, cap(1, var(ATTN_EXPR_VAR_H), bin(ATTN_EXPR_SUB, KV_IDX, Q_IDX)),
+          num(0.05)),
+      bin(ATTN_EXPR_POW, num(0.9), bin(ATTN_EXPR_MUL, SCORE, SCORE)),
+      bin(ATTN_EXPR_POW, bin(ATTN_EXPR_ADD, a_score, num(1)), num(-3)),
+      bin(ATTN_EXPR_MUL, un(ATTN_EXPR_EXP, bin(ATTN_EXPR_MUL, SCORE, num(-2))), num(1e-2)),
+      // exp far into overflow and underflow, inside sigmoid.
+      bin(ATTN_EXPR_MUL, un(ATTN_EXPR_SIGMOID, bin(ATTN_EXPR_MUL, SCORE, num(40))), num(0.5)),
+  };
+  for (size_t t = 0; t < sizeof(terms) / sizeof(terms[0]); t++) {
+    attn_case c = dense(2, 1, 37, 100, 32);
+    c.b = 3;
+    c.mask = (attn_cpu_attention_mask)(t % 3);
+    c.window = 30;
+    c.threads = 1 + (int)t % 2;
+    c.score_mod = bin(ATTN_EXPR_ADD, SCORE, terms[t]);
+    c.capture_count = 2;
+    c.captures[0] = (attn_tensor){ATTN_DTYPE_I32, 1, {3}, shift};
+    // Subscripts kv_idx - q_idx stay in [0, 3] only with the clamp; the reference reads the
+    // clamped subscript explicitly.
+    c.captures[1] = (attn_tensor){ATTN_DTYPE_I8, 2, {2, 4}, offsets};
+    const attn_expr *clamped =
+        bin(ATTN_EXPR_MAX, bin(ATTN_EXPR_MIN, bin(ATTN_EXPR_SUB, KV_IDX, Q_IDX), num(3)), num(0));
+    if (t == 7)
+      c.reference_mod = bin(ATTN_EXPR_ADD, SCORE,
+                            bin(ATTN_EXPR_MUL, cap(1, var(ATTN_EXPR_VAR_H), clamped), num(0.05)));
+    check_case(f, &c);
+  }
+  // All of them at once, with a width the kernel's vectors do not divide.
+  const attn_expr *sum = SCORE;
+  for (size_t t = 0; t < sizeof(terms) / sizeof(terms[0]); t++)
+    if (t != 7)
+      sum = bin(ATTN_EXPR_ADD, sum, terms[t]);
+  attn_case c = dense(3, 1, 1, 300, 20);
+  c.score_mod = sum;
+  c.capture_count = 2;
+  c.captures[0] = (attn_tensor){ATTN_DTYPE_I32, 1, {3}, shift};
+  c.captures[1] = (attn_tensor){ATTN_DTYPE_I8, 2, {2, 4}, offsets};
+  check_case(f, &c);
+}
+
+// Subscripts below 0, past the end and NaN read the first, last and first element.
+static void capture_subscripts_are_clamped(void **state) {
+  fixture *f = *state;
+  random_state = 17;
+  expr_node_count = 0;
+  float table[10];
+  for (int i = 0; i < 10; i++)
+    table[i] = (float)i * 0.3f - 1.0f;
+  attn_case c = dense(2, 1, 37, 100, 32);
+  c.capture_count = 1;
+  c.captures[0] = (attn_tensor){ATTN_DTYPE_F32, 1, {10}, table};
+  const attn_expr *index = bin(ATTN_EXPR_SUB, KV_IDX, num(50)); // -50..49
+  c.score_mod = bin(ATTN_EXPR_ADD, SCORE, cap(0, index, NULL));
+  c.reference_mod =
+      bin(ATTN_EXPR_ADD, SCORE,
+          cap(0, bin(ATTN_EXPR_MAX, bin(ATTN_EXPR_MIN, index, num(9)), num(0)), NULL));
+  check_case(f, &c);
+  c.score_mod = bin(ATTN_EXPR_ADD, SCORE, cap(0, un(ATTN_EXPR_LOG, num(-1)), NULL));
+  c.reference_mod = bin(ATTN_EXPR_ADD, SCORE, cap(0, num(0), NULL));
+  check_case(f, &c);
+}
+
+static void bad_specs_are_rejected(void **state) {
   fixture *f = *state;
   LLVMModuleRef module = NULL;
   char name[ATTN_CPU_KERNEL_NAME_MAX];
   attn_attention_spec spec = {.head_dim = 64, .value_dim = 64, .vector_width = 8};
-  spec.score_mod = true;
-  assert_int_equal(attn_cpu_attention_generate(&spec, &f->diag, &module, name),
-                   ATTN_ERROR_UNSUPPORTED);
-  assert_null(module);
-  spec.score_mod = false;
   spec.vector_width = 12;
   assert_int_equal(attn_cpu_attention_generate(&spec, &f->diag, &module, name),
                    ATTN_ERROR_INVALID_ARGUMENT);
+  assert_null(module);
   spec.vector_width = 8;
   spec.head_dim = 0;
   assert_int_equal(attn_cpu_attention_generate(&spec, &f->diag, &module, name),
@@ -584,10 +942,113 @@ static void score_mod_and_bad_specs_are_rejected(void **state) {
   assert_int_equal(attn_cpu_attention_generate(&spec, &f->diag, &module, name),
                    ATTN_ERROR_INVALID_ARGUMENT);
   spec.mask = ATTN_CPU_ATTENTION_MASK_NONE;
+
+  // Score mods: too many captures or dims are unsupported, malformed expressions invalid.
+  expr_node_count = 0;
+  spec.score_mod = alibi();
+  spec.capture_count = ATTN_CPU_ATTENTION_MAX_CAPTURES + 1;
+  assert_int_equal(attn_cpu_attention_generate(&spec, &f->diag, &module, name),
+                   ATTN_ERROR_UNSUPPORTED);
+  spec.capture_count = 1;
+  spec.captures[0] = (attn_cpu_attention_capture){ATTN_DTYPE_F32, 5};
+  assert_int_equal(attn_cpu_attention_generate(&spec, &f->diag, &module, name),
+                   ATTN_ERROR_UNSUPPORTED);
+  spec.captures[0].rank = 2; // alibi() reads it with one subscript
+  assert_int_equal(attn_cpu_attention_generate(&spec, &f->diag, &module, name),
+                   ATTN_ERROR_INVALID_ARGUMENT);
+  spec.captures[0].rank = 1;
+  spec.capture_count = 0;
+  assert_int_equal(attn_cpu_attention_generate(&spec, &f->diag, &module, name),
+                   ATTN_ERROR_INVALID_ARGUMENT);
+  attn_expr *bad = new_expr(ATTN_EXPR_UNARY);
+  bad->fn = ATTN_EXPR_ADD;
+  bad->arg_count = 1;
+  bad->args[0] = SCORE;
+  spec.score_mod = bad;
+  assert_int_equal(attn_cpu_attention_generate(&spec, &f->diag, &module, name),
+                   ATTN_ERROR_INVALID_ARGUMENT);
+  bad->fn = ATTN_EXPR_EXP;
+  bad->args[0] = NULL;
+  assert_int_equal(attn_cpu_attention_generate(&spec, &f->diag, &module, name),
+                   ATTN_ERROR_INVALID_ARGUMENT);
+  const attn_expr *deep = SCORE;
+  for (int i = 0; i < 70; i++)
+    deep = un(ATTN_EXPR_NEG, deep);
+  spec.score_mod = deep;
+  assert_int_equal(attn_cpu_attention_generate(&spec, &f->diag, &module, name),
+                   ATTN_ERROR_INVALID_ARGUMENT);
+  assert_null(module);
+
+  spec.score_mod = NULL;
   attn_cpu_attention_args args = {.batch = 1, .heads = 3, .kv_heads = 2, .tq = 1, .tk = 1};
   assert_int_equal(
       attn_cpu_attention_launch(NULL, &spec, &args, f->pools[0], attn_allocator_system(), &f->diag),
       ATTN_ERROR_INVALID_ARGUMENT);
+  // A capture without data or with an empty dim.
+  spec.score_mod = alibi();
+  spec.capture_count = 1;
+  args.heads = 2;
+  assert_int_equal(
+      attn_cpu_attention_launch(NULL, &spec, &args, f->pools[0], attn_allocator_system(), &f->diag),
+      ATTN_ERROR_INVALID_ARGUMENT);
+  float slope = 1.0f;
+  args.captures[0] = &slope;
+  assert_int_equal(
+      attn_cpu_attention_launch(NULL, &spec, &args, f->pools[0], attn_allocator_system(), &f->diag),
+      ATTN_ERROR_INVALID_ARGUMENT);
+}
+
+// The hash covers the expression's structure and the captures' dtypes and ranks, never the
+// expression's address; score-mod kernels of width 16 verify.
+static void score_mod_specs_hash_by_structure(void **state) {
+  (void)state;
+  expr_node_count = 0;
+  attn_attention_spec base = {.head_dim = 64, .value_dim = 64, .vector_width = 8};
+  base.score_mod = alibi();
+  base.capture_count = 1;
+  base.captures[0] = (attn_cpu_attention_capture){ATTN_DTYPE_F32, 1};
+  attn_attention_spec same = base;
+  same.score_mod = alibi(); // the same tree at other addresses
+  same.captures[1] = (attn_cpu_attention_capture){ATTN_DTYPE_I8, 3}; // past the count
+  assert_true(same.score_mod != base.score_mod);
+  assert_true(attn_attention_spec_hash(&same) == attn_attention_spec_hash(&base));
+
+  attn_attention_spec variants[8];
+  for (int i = 0; i < 8; i++)
+    variants[i] = base;
+  variants[1].score_mod = NULL;
+  variants[2].captures[0].dtype = ATTN_DTYPE_BF16;
+  variants[3].score_mod = bin(
+      ATTN_EXPR_ADD, SCORE,
+      bin(ATTN_EXPR_MUL, cap(0, var(ATTN_EXPR_VAR_B), NULL), bin(ATTN_EXPR_SUB, KV_IDX, Q_IDX)));
+  variants[4].score_mod = bin(
+      ATTN_EXPR_ADD, SCORE,
+      bin(ATTN_EXPR_MUL, cap(0, var(ATTN_EXPR_VAR_H), NULL), bin(ATTN_EXPR_SUB, Q_IDX, KV_IDX)));
+  variants[5].score_mod = bin(ATTN_EXPR_MUL, SCORE, num(2.0));
+  variants[6].score_mod = bin(ATTN_EXPR_MUL, SCORE, num(2.0000000001));
+  variants[7].score_mod = bin(ATTN_EXPR_SUB, SCORE, num(2.0));
+  for (int i = 0; i < 8; i++)
+    for (int j = 0; j < i; j++)
+      assert_true(attn_attention_spec_hash(&variants[i]) != attn_attention_spec_hash(&variants[j]));
+
+  attn_diag diag;
+  attn_diag_init(&diag, attn_allocator_system());
+  attn_attention_spec wide = base;
+  wide.vector_width = 16;
+  wide.mask = ATTN_CPU_ATTENTION_MASK_CAUSAL;
+  wide.capture_count = 2;
+  wide.captures[1] = (attn_cpu_attention_capture){ATTN_DTYPE_F16, 2};
+  wide.score_mod = bin(ATTN_EXPR_ADD, alibi(),
+                       un(ATTN_EXPR_TANH, cap(1, Q_IDX, bin(ATTN_EXPR_POW, KV_IDX, num(0.5)))));
+  LLVMModuleRef module = NULL;
+  char name[ATTN_CPU_KERNEL_NAME_MAX];
+  assert_int_equal(attn_cpu_attention_generate(&wide, &diag, &module, name), ATTN_OK);
+  char *message = NULL;
+  if (LLVMVerifyModule(module, LLVMReturnStatusAction, &message))
+    fail_msg("width 16 score-mod kernel does not verify: %s", message);
+  LLVMDisposeMessage(message);
+  attn_cpu_module_destroy(module);
+  attn_diag_deinit(&diag);
 }
 
 // Every spec field changes the hash and the name; AVX-512 (width 16) kernels, which this host
@@ -640,7 +1101,8 @@ static void specs_hash_apart_and_wide_kernels_verify(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(specs_hash_apart_and_wide_kernels_verify),
-      cmocka_unit_test_setup_teardown(score_mod_and_bad_specs_are_rejected, setup, teardown),
+      cmocka_unit_test(score_mod_specs_hash_by_structure),
+      cmocka_unit_test_setup_teardown(bad_specs_are_rejected, setup, teardown),
       cmocka_unit_test_setup_teardown(odd_shapes_and_head_dims_match_reference, setup, teardown),
       cmocka_unit_test_setup_teardown(gqa_ratios_match_reference, setup, teardown),
       cmocka_unit_test_setup_teardown(sliding_window_with_sinks_matches_reference, setup, teardown),
@@ -648,6 +1110,13 @@ int main(void) {
       cmocka_unit_test_setup_teardown(sigmoid_and_lse_match_reference, setup, teardown),
       cmocka_unit_test_setup_teardown(decode_matches_reference, setup, teardown),
       cmocka_unit_test_setup_teardown(bf16_matches_reference, setup, teardown),
+      cmocka_unit_test_setup_teardown(alibi_matches_reference, setup, teardown),
+      cmocka_unit_test_setup_teardown(softcapping_matches_reference, setup, teardown),
+      cmocka_unit_test_setup_teardown(bias_table_matches_reference, setup, teardown),
+      cmocka_unit_test_setup_teardown(document_mask_matches_reference, setup, teardown),
+      cmocka_unit_test_setup_teardown(select_on_positions_matches_reference, setup, teardown),
+      cmocka_unit_test_setup_teardown(every_function_matches_reference, setup, teardown),
+      cmocka_unit_test_setup_teardown(capture_subscripts_are_clamped, setup, teardown),
   };
   return cmocka_run_group_tests_name("codegen/attention", tests, NULL, NULL);
 }

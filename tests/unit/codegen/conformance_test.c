@@ -234,6 +234,14 @@ static const attention_variant attention_variants[] = {
     {"causal", 4, 4, 32, 32, "T", "T", ", score_mod={ score + slopes[h] * (kv_idx - q_idx) }",
      ", slopes: f32[4]", "", "B=1,T=22"},
     {"none", 2, 2, 64, 64, "T", "T", ", scale=0.3", "", "", "B=1,T=1"},
+    {"causal", 4, 2, 64, 64, "T", "T", ", score_mod={ tanh(score / 30) * 30 }", "", "", "B=1,T=37"},
+    {"causal", 4, 4, 32, 32, "T", "T", ", score_mod={ doc[q_idx] == doc[kv_idx] ? score : -inf }",
+     ", doc: i64[T]", "", "B=1,T=29"},
+    {"sliding_window, window=7", 4, 1, 32, 32, "T", "T",
+     ", score_mod={ score + bias[q_idx, kv_idx] }", ", bias: f32[T, T]", "", "B=1,T=19"},
+    {"causal", 8, 2, 64, 64, "T", "T + P",
+     ", lse=true, score_mod={ score + slopes[h] * (kv_idx - q_idx) }", ", slopes: f32[8]", "",
+     "B=1,T=1,P=300"},
 };
 
 enum { ATTENTION_VARIANTS = sizeof(attention_variants) / sizeof(attention_variants[0]) };
@@ -268,9 +276,9 @@ static void build_attention_cases(void) {
         .name = attention_names[i],
         .text = attention_texts[i],
         .symbols = v->symbols,
-        // Score mods are not compiled yet: their kernels run on the reference evaluator.
-        .generated = strstr(v->extra, "score_mod") ? NULL : "attention",
-        .data = {.float_scale = 2, .keeps_a_key_per_row = true},
+        .generated = "attention",
+        // Integers (document ids) in [0, 3).
+        .data = {.float_scale = 2, .int_bound = 3, .keeps_a_key_per_row = true},
     };
   }
 }
