@@ -19,6 +19,7 @@
 #include "codegen/cpu/mlir.h"
 #include "runtime/base/allocator.h"
 #include "runtime/cpu/pool.h"
+#include "runtime/cpu/topk.h"
 
 enum { MAX_NODE_INPUTS = 64, MAX_NODE_OUTPUTS = 256, BUFFER_ALIGN = 64, GUARD_BYTES = 256 };
 
@@ -168,6 +169,8 @@ const char *attn_cpu_step_impl_name(attn_cpu_step_impl impl) {
     return "attention";
   case ATTN_CPU_STEP_MLIR:
     return "mlir";
+  case ATTN_CPU_STEP_TOPK:
+    return "topk";
   case ATTN_CPU_STEP_REFERENCE:
     return "reference";
   case ATTN_CPU_STEP_IMPL_COUNT:
@@ -501,6 +504,14 @@ static attn_status compile_mlir(attn_cpu_program *program, step *s, bool *out_co
   return ATTN_OK;
 }
 
+// A top-k kernel the runtime's routine covers: one topk node over f32.
+static bool is_f32_topk(const attn_graph *graph, const attn_kernel_io *io) {
+  const attn_node *node = &graph->nodes[io->first_node];
+  return node->op == ATTN_OP_TOPK && is_f32(graph, node->inputs[0]) &&
+         is_f32(graph, node->outputs[0]) &&
+         value_type(graph, node->outputs[1])->dtype == ATTN_DTYPE_I64;
+}
+
 static attn_status compile_steps(attn_cpu_program *program) {
   const attn_graph *graph = program->graph;
   attn_cpu_backend *backend = program->backend;
@@ -522,6 +533,8 @@ static attn_status compile_steps(attn_cpu_program *program) {
     } else if (kind == ATTN_KERNEL_ATTENTION && match_attention(program, io, &s->attention)) {
       s->impl = ATTN_CPU_STEP_ATTENTION;
       ATTN_RETURN_IF_ERROR(compile_attention(program, s));
+    } else if (kind == ATTN_KERNEL_TOPK && is_f32_topk(graph, io)) {
+      s->impl = ATTN_CPU_STEP_TOPK;
     } else if (is_mlir_kind(kind)) {
       bool covered;
       ATTN_RETURN_IF_ERROR(compile_mlir(program, s, &covered));
@@ -1148,6 +1161,33 @@ static attn_status run_mlir(attn_cpu_program *program, const step *s) {
                                 &call);
 }
 
+// ---- the top-k step ----------------------------------------------------------------------------
+
+static attn_status run_topk(attn_cpu_program *program, const step *s) {
+  const attn_node *node = &program->graph->nodes[program->io[s->kernel].first_node];
+  const attn_topk_attrs *attrs = node->attrs;
+  if (program->states[node->inputs[0].index] == VALUE_NONE)
+    return missing_value(program, node);
+  const attn_tensor *x = &program->values[node->inputs[0].index];
+  int64_t axis = attrs->axis < 0 ? attrs->axis + x->rank : attrs->axis;
+  int64_t outer = 1, inner = 1, n = x->dims[axis];
+  for (int64_t d = 0; d < axis; d++)
+    outer *= x->dims[d];
+  for (uint32_t d = (uint32_t)axis + 1; d < x->rank; d++)
+    inner *= x->dims[d];
+  if (attrs->k > n)
+    return attn_diag_error(program->run_diag, node->loc, ATTN_ERROR_INVALID_ARGUMENT,
+                           "topk: k = %" PRId64 " exceeds the %" PRId64
+                           " elements of axis %" PRId64,
+                           attrs->k, n, axis);
+  attn_tensor *values, *indices;
+  ATTN_RETURN_IF_ERROR(output_tensor(program, node, 0, &values));
+  ATTN_RETURN_IF_ERROR(output_tensor(program, node, 1, &indices));
+  return attn_cpu_topk_f32(x->data, outer, n, inner, attrs->k, attrs->largest, values->data,
+                           indices->data, program->backend->pool, program->run_allocator,
+                           program->run_diag);
+}
+
 static attn_status run_step(attn_cpu_program *program, step *s) {
   const attn_kernel_io *io = &program->io[s->kernel];
   switch (s->impl) {
@@ -1160,6 +1200,8 @@ static attn_status run_step(attn_cpu_program *program, step *s) {
     return run_attention(program, s);
   case ATTN_CPU_STEP_MLIR:
     return run_mlir(program, s);
+  case ATTN_CPU_STEP_TOPK:
+    return run_topk(program, s);
   case ATTN_CPU_STEP_REFERENCE:
   case ATTN_CPU_STEP_IMPL_COUNT:
     break;

@@ -42,11 +42,12 @@ typedef enum attn_cpu_step_impl {
   ATTN_CPU_STEP_GEMM,      // the GEMM template, epilogue fused
   ATTN_CPU_STEP_ATTENTION, // the flash-attention template (decode splits the keys)
   ATTN_CPU_STEP_MLIR,      // a kernel generated through MLIR (elementwise, norms, layout, ...)
+  ATTN_CPU_STEP_TOPK,      // the runtime's top-k routine
   ATTN_CPU_STEP_REFERENCE, // the reference evaluator, node by node
   ATTN_CPU_STEP_IMPL_COUNT
 } attn_cpu_step_impl;
 
-// "view", "gemm", "attention", "mlir", "reference".
+// "view", "gemm", "attention", "mlir", "topk", "reference".
 const char *attn_cpu_step_impl_name(attn_cpu_step_impl impl);
 
 typedef struct attn_cpu_program attn_cpu_program;

@@ -5,6 +5,7 @@
 // (no dim a multiple of a tile). The backend surrounds every buffer with guard bands and fails a
 // run whose kernel writes outside its outputs. Each case also names how its kernels must run
 // (a generator, not the reference evaluator), so a generator that stops taking a kernel fails.
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -182,7 +183,7 @@ static const conformance_case cases[] = {
          "  w, j = topk(x, k=2, axis=1, largest=false)\n"
          "  return v, i, w, j\n"
          "}\n",
-         "B=2,T=7"),
+         "B=2,T=7", .generated = "topk"),
     // ---- bf16 attention: inputs and output in bf16, sums in f32. One bf16 rounding of the
     // output is up to 2^-9 relative (half an ulp of an 8-bit mantissa), and the reference rounds
     // its double result once too, so the outputs may differ by one ulp: 4e-3 bounds the
@@ -509,9 +510,51 @@ static void test_converted_weights_are_kept(void **state) {
   attn_diag_deinit(&diag);
 }
 
+// Top-k's order on ties and NaN: NaN counts as the largest, equal values go by index. Random data
+// has neither, so this input is made of them.
+static void test_topk_ties_and_nan(void **state) {
+  (void)state;
+  static const conformance_case c =
+      CASE("topk_ties",
+           "graph g(x: f32[R, 9]) -> (v: f32[R, 4], i: i64[R, 4], w: f32[R, 4], "
+           "j: i64[R, 4]) {\n"
+           "  v, i = topk(x, k=4)\n"
+           "  w, j = topk(x, k=4, largest=false)\n"
+           "  return v, i, w, j\n"
+           "}\n",
+           "R=3", .generated = "topk");
+  attn_diag diag;
+  attn_diag_init(&diag, attn_allocator_system());
+  attn_graph *reference = parse_case(&c, &diag);
+  attn_graph *graph = parse_case(&c, &diag);
+  attn_cpu_program *program = compile_case(graph, &diag);
+  float nan = nanf("");
+  float x[27] = {1,   2, 2,   0,  2, 1, -1,  0,  1,  // ties
+                 nan, 3, nan, -3, 3, 0, nan, -3, 0,  // NaNs among ties
+                 5,   5, 5,   5,  5, 5, 5,   5,  5}; // all equal
+  attn_tensor input = {ATTN_DTYPE_F32, 2, {3, 9}, x};
+  attn_interp_args args = {&input, NULL, NULL};
+  pass_test_outputs want = {.count = 4}, got = {.count = 4};
+  assert_int_equal(attn_interp_run(reference, &args, attn_allocator_system(), &diag, want.tensors),
+                   ATTN_OK);
+  assert_int_equal(
+      attn_cpu_program_run(program, &args, attn_allocator_system(), &diag, got.tensors), ATTN_OK);
+  pass_test_compare(c.name, &want, &got, 0, PASS_TEST_EXACT);
+  bool ran_topk = false;
+  for (uint32_t i = 0; i < attn_cpu_program_step_count(program); i++)
+    ran_topk = ran_topk || attn_cpu_program_step(program, i).impl == ATTN_CPU_STEP_TOPK;
+  assert_true(ran_topk);
+  pass_test_outputs_free(&want);
+  pass_test_outputs_free(&got);
+  attn_cpu_program_destroy(program);
+  attn_graph_destroy(graph);
+  attn_graph_destroy(reference);
+  attn_diag_deinit(&diag);
+}
+
 int main(void) {
   build_attention_cases();
-  struct CMUnitTest tests[CASES + ATTENTION_VARIANTS + 2];
+  struct CMUnitTest tests[CASES + ATTENTION_VARIANTS + 3];
   for (int i = 0; i < CASES; i++)
     tests[i] = (struct CMUnitTest){cases[i].name, test_one, NULL, NULL, (void *)&cases[i]};
   for (int i = 0; i < ATTENTION_VARIANTS; i++)
@@ -521,6 +564,8 @@ int main(void) {
       (struct CMUnitTest)cmocka_unit_test(test_gather_index_out_of_range);
   tests[CASES + ATTENTION_VARIANTS + 1] =
       (struct CMUnitTest)cmocka_unit_test(test_converted_weights_are_kept);
-  return _cmocka_run_group_tests("cpu_conformance", tests, CASES + ATTENTION_VARIANTS + 2, setup,
+  tests[CASES + ATTENTION_VARIANTS + 2] =
+      (struct CMUnitTest)cmocka_unit_test(test_topk_ties_and_nan);
+  return _cmocka_run_group_tests("cpu_conformance", tests, CASES + ATTENTION_VARIANTS + 3, setup,
                                  teardown);
 }
