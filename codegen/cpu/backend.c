@@ -881,6 +881,28 @@ static void run_view(attn_cpu_program *program, const attn_kernel_io *io, uint32
   }
 }
 
+// Where a kernel writes `value`: its buffer, or a tensor allocated for the run when the plan
+// gave it none (a result no later kernel reads, say).
+static attn_status output_value(attn_cpu_program *program, attn_value_id value,
+                                attn_tensor **out_tensor) {
+  attn_tensor *tensor = &program->values[value.index];
+  if (program->states[value.index] != VALUE_BUFFER) {
+    attn_tensor shape;
+    ATTN_RETURN_IF_ERROR(concrete_tensor(program, value, &shape));
+    if (attn_tensor_alloc_uninit(program->run_allocator, shape.dtype, shape.rank, shape.dims,
+                                 tensor) != ATTN_OK)
+      return out_of_memory(program);
+    program->states[value.index] = VALUE_OWNED;
+  }
+  *out_tensor = tensor;
+  return ATTN_OK;
+}
+
+static attn_status output_tensor(attn_cpu_program *program, const attn_node *node, uint32_t index,
+                                 attn_tensor **out_tensor) {
+  return output_value(program, node->outputs[index], out_tensor);
+}
+
 // ---- the GEMM step ---------------------------------------------------------------------------
 
 // Element offsets of each batch item of `t` broadcast to the batch dims of `out` (all dims but
@@ -964,15 +986,8 @@ static attn_status run_gemm(attn_cpu_program *program, const step *s) {
     return missing_value(program, matmul);
   const attn_tensor *a = &program->values[matmul->inputs[0].index];
   const attn_tensor *b = &program->values[matmul->inputs[1].index];
-  attn_tensor *out = &program->values[plan->out.index];
-  if (program->states[plan->out.index] != VALUE_BUFFER) {
-    attn_tensor shape;
-    ATTN_RETURN_IF_ERROR(concrete_tensor(program, plan->out, &shape));
-    if (attn_tensor_alloc_uninit(program->run_allocator, shape.dtype, shape.rank, shape.dims,
-                                 out) != ATTN_OK)
-      return out_of_memory(program);
-    program->states[plan->out.index] = VALUE_OWNED;
-  }
+  attn_tensor *out;
+  ATTN_RETURN_IF_ERROR(output_value(program, plan->out, &out));
   int64_t m = out->dims[out->rank - 2], n = out->dims[out->rank - 1];
   int64_t batch = 1;
   for (uint32_t d = 0; d + 2 < out->rank; d++)
@@ -1004,23 +1019,6 @@ static attn_status run_gemm(attn_cpu_program *program, const step *s) {
 }
 
 // ---- the attention step ----------------------------------------------------------------------
-
-// The output `index` of `node`: its buffer, or a tensor allocated for the run.
-static attn_status output_tensor(attn_cpu_program *program, const attn_node *node, uint32_t index,
-                                 attn_tensor **out_tensor) {
-  attn_value_id value = node->outputs[index];
-  attn_tensor *tensor = &program->values[value.index];
-  if (program->states[value.index] != VALUE_BUFFER) {
-    attn_tensor shape;
-    ATTN_RETURN_IF_ERROR(concrete_tensor(program, value, &shape));
-    if (attn_tensor_alloc_uninit(program->run_allocator, shape.dtype, shape.rank, shape.dims,
-                                 tensor) != ATTN_OK)
-      return out_of_memory(program);
-    program->states[value.index] = VALUE_OWNED;
-  }
-  *out_tensor = tensor;
-  return ATTN_OK;
-}
 
 static attn_status run_attention(attn_cpu_program *program, const step *s) {
   const attention_plan *plan = &s->attention;
@@ -1136,14 +1134,8 @@ static attn_status run_mlir(attn_cpu_program *program, const step *s) {
     if (is_input && program->states[value.index] == VALUE_NONE)
       return missing_value(program, &program->graph->nodes[io->first_node]);
     attn_tensor *tensor = &program->values[value.index];
-    if (!is_input && program->states[value.index] != VALUE_BUFFER) {
-      attn_tensor shape;
-      ATTN_RETURN_IF_ERROR(concrete_tensor(program, value, &shape));
-      if (attn_tensor_alloc_uninit(program->run_allocator, shape.dtype, shape.rank, shape.dims,
-                                   tensor) != ATTN_OK)
-        return out_of_memory(program);
-      program->states[value.index] = VALUE_OWNED;
-    }
+    if (!is_input)
+      ATTN_RETURN_IF_ERROR(output_value(program, value, &tensor));
     call.data[i] = tensor->data;
     for (uint32_t d = 0; d < tensor->rank; d++)
       call.dims[dim_count++] = tensor->dims[d];
