@@ -281,6 +281,10 @@ static attn_cpu_activation activation_of(const attn_node *node) {
     return ATTN_CPU_ACTIVATION_RELU;
   case ATTN_OP_SILU:
     return ATTN_CPU_ACTIVATION_SILU;
+  case ATTN_OP_TANH:
+    return ATTN_CPU_ACTIVATION_TANH;
+  case ATTN_OP_SIGMOID:
+    return ATTN_CPU_ACTIVATION_SIGMOID;
   case ATTN_OP_GELU: {
     const attn_gelu_attrs *attrs = node->attrs;
     return attrs && attrs->approximate == ATTN_GELU_TANH ? ATTN_CPU_ACTIVATION_GELU_TANH

@@ -31,6 +31,10 @@ const char *attn_cpu_activation_name(attn_cpu_activation activation) {
     return "gelu_erf";
   case ATTN_CPU_ACTIVATION_SILU:
     return "silu";
+  case ATTN_CPU_ACTIVATION_TANH:
+    return "tanh";
+  case ATTN_CPU_ACTIVATION_SIGMOID:
+    return "sigmoid";
   case ATTN_CPU_ACTIVATION_COUNT:
     break;
   }
@@ -324,6 +328,12 @@ static LLVMValueRef activation(gemm_gen *g, LLVMValueRef x) {
   }
   case ATTN_CPU_ACTIVATION_SILU:
     return times_sigmoid(g, x, x);
+  case ATTN_CPU_ACTIVATION_TANH: {
+    LLVMValueRef s = times_sigmoid(g, f32_splat(g, 2.0), fadd(g, x, x));
+    return LLVMBuildFSub(g->builder, s, f32_splat(g, 1.0), "tanh");
+  }
+  case ATTN_CPU_ACTIVATION_SIGMOID:
+    return times_sigmoid(g, f32_splat(g, 1.0), x);
   }
   return x;
 }

@@ -21,10 +21,12 @@ typedef enum attn_cpu_activation {
   ATTN_CPU_ACTIVATION_GELU_TANH, // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
   ATTN_CPU_ACTIVATION_GELU_ERF,  // 0.5 x (1 + erf(x / sqrt(2)))
   ATTN_CPU_ACTIVATION_SILU,      // x / (1 + exp(-x))
+  ATTN_CPU_ACTIVATION_TANH,      // tanh(x), computed as 2 sigmoid(2x) - 1
+  ATTN_CPU_ACTIVATION_SIGMOID,   // 1 / (1 + exp(-x))
   ATTN_CPU_ACTIVATION_COUNT
 } attn_cpu_activation;
 
-// "none", "relu", "gelu_tanh", "gelu_erf", "silu".
+// "none", "relu", "gelu_tanh", "gelu_erf", "silu", "tanh", "sigmoid".
 const char *attn_cpu_activation_name(attn_cpu_activation activation);
 
 // ---------------------------------------------------------------------------------------------

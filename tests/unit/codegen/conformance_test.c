@@ -103,6 +103,14 @@ static const conformance_case cases[] = {
          "  return add(x, matmul(mul(g, u), weight(\"down\", f32[40, 56]), transpose_b=true))\n"
          "}\n",
          "B=2,T=13", .generated = "gemm", .all_generated = true),
+    // ACMIL's gated attention pooling: tanh(x V + b) * sigmoid(x U + c).
+    CASE("gemm_gated_tanh_sigmoid",
+         "graph g(x: f32[N, 24]) -> (o: f32[N, 16]) {\n"
+         "  u = sigmoid(add(matmul(x, weight(\"u\", f32[24, 16])), weight(\"c\", f32[16])))\n"
+         "  return mul(tanh(add(matmul(x, weight(\"v\", f32[24, 16])), weight(\"b\", f32[16]))), "
+         "u)\n"
+         "}\n",
+         "N=53", .generated = "gemm", .all_generated = true),
     CASE("gemm_residual",
          "graph g(x: f32[T, 40], r: f32[T, 33]) -> (o: f32[T, 33]) {\n"
          "  return add(r, matmul(x, weight(\"w\", f32[40, 33])))\n"

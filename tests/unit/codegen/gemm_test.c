@@ -96,6 +96,10 @@ static double reference_activation(attn_cpu_activation activation, double x) {
     return 0.5 * x * (1.0 + erf(x * 0.70710678118654752440));
   case ATTN_CPU_ACTIVATION_SILU:
     return x / (1.0 + exp(-x));
+  case ATTN_CPU_ACTIVATION_TANH:
+    return tanh(x);
+  case ATTN_CPU_ACTIVATION_SIGMOID:
+    return 1.0 / (1.0 + exp(-x));
   case ATTN_CPU_ACTIVATION_NONE:
   case ATTN_CPU_ACTIVATION_COUNT:
     break;
@@ -282,6 +286,11 @@ static void gemm_matches_reference_over_spec_grid(void **state) {
         // The multiply is the last step whatever the activation: two activations cover it.
         bool is_mul = (flags >> 4) & 1;
         if (is_mul && act != ATTN_CPU_ACTIVATION_NONE && act != ATTN_CPU_ACTIVATION_SILU)
+          continue;
+        // tanh and sigmoid are pointwise like the others: one layout covers them.
+        bool is_pointwise_only =
+            act == ATTN_CPU_ACTIVATION_TANH || act == ATTN_CPU_ACTIVATION_SIGMOID;
+        if (is_pointwise_only && (flags & 3))
           continue;
         attn_gemm_spec spec = {
             .transpose_a = flags & 1,
