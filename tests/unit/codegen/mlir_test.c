@@ -441,44 +441,9 @@ static const mlir_case gather_case = {
     {.float_scale = 1.0, .int_bound = 5},
     3};
 
-static void test_unary(void **state) {
-  (void)state;
-  run_case(&unary_case);
-}
-
-static void test_logic(void **state) {
-  (void)state;
-  run_case(&logic_case);
-}
-
-static void test_iota(void **state) {
-  (void)state;
-  run_case(&iota_case);
-}
-
-static void test_norm(void **state) {
-  (void)state;
-  run_case(&norm_case);
-}
-
-static void test_reduce(void **state) {
-  (void)state;
-  run_case(&reduce_case);
-}
-
-static void test_layout(void **state) {
-  (void)state;
-  run_case(&layout_case);
-}
-
-static void test_rope(void **state) {
-  (void)state;
-  run_case(&rope_case);
-}
-
-static void test_gather(void **state) {
-  (void)state;
-  run_case(&gather_case);
+// One graph of mlir_case (the test's state).
+static void test_case(void **state) {
+  run_case(*state);
 }
 
 // Two layers' identical norms share a hash (and a name); a different kernel does not.
@@ -582,11 +547,13 @@ static int report_compile_time(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_unary),  cmocka_unit_test(test_logic),
-      cmocka_unit_test(test_iota),   cmocka_unit_test(test_norm),
-      cmocka_unit_test(test_reduce), cmocka_unit_test(test_layout),
-      cmocka_unit_test(test_rope),   cmocka_unit_test(test_gather),
-      cmocka_unit_test(test_hash),   cmocka_unit_test(test_unsupported),
+#define CASE_TEST(c) {(c).name, test_case, NULL, NULL, (void *)&(c)}
+      CASE_TEST(unary_case),       CASE_TEST(logic_case),
+      CASE_TEST(iota_case),        CASE_TEST(norm_case),
+      CASE_TEST(reduce_case),      CASE_TEST(layout_case),
+      CASE_TEST(rope_case),        CASE_TEST(gather_case),
+#undef CASE_TEST
+      cmocka_unit_test(test_hash), cmocka_unit_test(test_unsupported),
   };
   return cmocka_run_group_tests(tests, NULL, report_compile_time);
 }
