@@ -42,7 +42,8 @@ static attn_status time_runs(attn_cpu_jit_fn fn, const attn_attention_spec *spec
   double times[100];
   for (int r = -1; r < repeat; r++) {
     double start = seconds_now();
-    ATTN_RETURN_IF_ERROR(attn_cpu_attention_launch((attn_attention_fn)fn, spec, args, pool,
+    attn_cpu_attention_launch_spec launch = attn_attention_spec_launch(spec);
+    ATTN_RETURN_IF_ERROR(attn_cpu_attention_launch((attn_attention_fn)fn, &launch, args, pool,
                                                    attn_allocator_system(), diag));
     if (r >= 0)
       times[r] = seconds_now() - start;
@@ -196,7 +197,8 @@ int main(int argc, char **argv) {
           double times[100];
           for (int r = -1; r < repeat; r++) {
             double start = seconds_now();
-            if (attn_cpu_attention_launch((attn_attention_fn)fn, &spec, &args, pools[threads - 1],
+            attn_cpu_attention_launch_spec launch = attn_attention_spec_launch(&spec);
+            if (attn_cpu_attention_launch((attn_attention_fn)fn, &launch, &args, pools[threads - 1],
                                           attn_allocator_system(), &diag) != ATTN_OK)
               goto done;
             if (r >= 0)

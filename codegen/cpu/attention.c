@@ -35,15 +35,18 @@ enum {
 #define LOG2E 1.44269504088896340736
 #define LN2   0.69314718055994530942
 
-int64_t attn_cpu_attention_block_rows(int vector_width) {
-  return (int64_t)ROW_VECTORS * ROW_TILES * vector_width;
-}
-
-int64_t attn_cpu_attention_item_count(const attn_attention_spec *spec,
-                                      const attn_cpu_attention_args *args) {
-  int64_t rows = attn_cpu_attention_block_rows(spec->vector_width);
-  int64_t splits = args->kv_splits > 1 ? args->kv_splits : 1;
-  return args->batch * args->heads * ((args->tq + rows - 1) / rows) * splits;
+attn_cpu_attention_launch_spec attn_attention_spec_launch(const attn_attention_spec *spec) {
+  attn_cpu_attention_launch_spec launch = {
+      .value_dim = spec->value_dim,
+      .norm = spec->norm,
+      .lse = spec->lse,
+      .dtype = spec->dtype,
+      .vector_width = spec->vector_width,
+      .capture_count = spec->score_mod ? spec->capture_count : 0,
+  };
+  for (uint32_t c = 0; c < launch.capture_count && c < ATTN_CPU_ATTENTION_MAX_CAPTURES; c++)
+    launch.capture_ranks[c] = spec->captures[c].rank;
+  return launch;
 }
 
 // FNV-1a, one byte at a time.

@@ -1071,7 +1071,8 @@ static attn_status run_attention(attn_cpu_program *program, const step *s) {
       stride *= mask->dims[d];
     }
   }
-  return attn_cpu_attention_launch(plan->fn, &plan->spec, &args, program->backend->pool,
+  attn_cpu_attention_launch_spec launch = attn_attention_spec_launch(&plan->spec);
+  return attn_cpu_attention_launch(plan->fn, &launch, &args, program->backend->pool,
                                    program->run_allocator, program->run_diag);
 }
 

@@ -17,16 +17,7 @@
 #include "ir/ir.h"
 #include "runtime/base/diag.h"
 
-// A generated kernel. data[i] is the data pointer of operand i, the operands being the kernel's
-// io->inputs then its io->outputs, each a dense row-major tensor of its value's declared dtype
-// (bool: one byte, 0 or 1). dims holds the concrete dims of every operand, concatenated in the
-// same order (operand i contributes its type's rank entries). The call computes the rows
-// [begin, end) of the kernel's iteration space: the rows are the flattened product of the leading
-// attn_cpu_mlir_kernel.parallel_rank dims of the first output operand, so callers may split
-// [0, rows) between threads. It writes nothing of an output but the elements of its rows (concat
-// and split: the rows of every output), keeps no state, and uses a little stack only.
-typedef void (*attn_cpu_kernel_fn)(void *const *data, const int64_t *dims, int64_t begin,
-                                   int64_t end);
+// Generated kernels have the type attn_cpu_kernel_fn (runtime/cpu/launch.h).
 
 // One MLIRContext with every dialect, pass and LLVM translation registered, and the lowering
 // pass pipeline. Not thread-safe: one thread uses it at a time.

@@ -353,7 +353,8 @@ static double check_case(fixture *f, const attn_case *c) {
   }
   attn_counting_allocator counter;
   attn_counting_allocator_init(&counter, attn_allocator_system());
-  attn_status status = attn_cpu_attention_launch(fn, &spec, &args, f->pools[c->threads - 1],
+  attn_cpu_attention_launch_spec launch = attn_attention_spec_launch(&spec);
+  attn_status status = attn_cpu_attention_launch(fn, &launch, &args, f->pools[c->threads - 1],
                                                  attn_counting_allocator_get(&counter), &f->diag);
   if (status != ATTN_OK)
     attn_diag_write(&f->diag, stderr);
@@ -981,21 +982,24 @@ static void bad_specs_are_rejected(void **state) {
 
   spec.score_mod = NULL;
   attn_cpu_attention_args args = {.batch = 1, .heads = 3, .kv_heads = 2, .tq = 1, .tk = 1};
-  assert_int_equal(
-      attn_cpu_attention_launch(NULL, &spec, &args, f->pools[0], attn_allocator_system(), &f->diag),
-      ATTN_ERROR_INVALID_ARGUMENT);
+  attn_cpu_attention_launch_spec launch = attn_attention_spec_launch(&spec);
+  assert_int_equal(attn_cpu_attention_launch(NULL, &launch, &args, f->pools[0],
+                                             attn_allocator_system(), &f->diag),
+                   ATTN_ERROR_INVALID_ARGUMENT);
   // A capture without data or with an empty dim.
   spec.score_mod = alibi();
   spec.capture_count = 1;
   args.heads = 2;
-  assert_int_equal(
-      attn_cpu_attention_launch(NULL, &spec, &args, f->pools[0], attn_allocator_system(), &f->diag),
-      ATTN_ERROR_INVALID_ARGUMENT);
+  launch = attn_attention_spec_launch(&spec);
+  assert_int_equal(attn_cpu_attention_launch(NULL, &launch, &args, f->pools[0],
+                                             attn_allocator_system(), &f->diag),
+                   ATTN_ERROR_INVALID_ARGUMENT);
   float slope = 1.0f;
   args.captures[0] = &slope;
-  assert_int_equal(
-      attn_cpu_attention_launch(NULL, &spec, &args, f->pools[0], attn_allocator_system(), &f->diag),
-      ATTN_ERROR_INVALID_ARGUMENT);
+  launch = attn_attention_spec_launch(&spec);
+  assert_int_equal(attn_cpu_attention_launch(NULL, &launch, &args, f->pools[0],
+                                             attn_allocator_system(), &f->diag),
+                   ATTN_ERROR_INVALID_ARGUMENT);
 }
 
 // The hash covers the expression's structure and the captures' dtypes and ranks, never the

@@ -4,11 +4,11 @@
 #include <math.h>
 #include <string.h>
 
-#include "codegen/cpu/attention.h"
+#include "runtime/cpu/launch.h"
 
 typedef struct launch_context {
   attn_attention_fn fn;
-  const attn_attention_spec *spec;
+  const attn_cpu_attention_launch_spec *spec;
   const attn_cpu_attention_args *args;
 } launch_context;
 
@@ -33,7 +33,7 @@ static attn_status combine_rows(void *ctx, int64_t begin, int64_t end, uint32_t 
   (void)thread_index;
   const launch_context *launch = ctx;
   const attn_cpu_attention_args *args = launch->args;
-  const attn_attention_spec *spec = launch->spec;
+  const attn_cpu_attention_launch_spec *spec = launch->spec;
   int64_t dv = spec->value_dim, record = dv + 2, splits = args->kv_splits;
   bool sigmoid = spec->norm == ATTN_CPU_ATTENTION_NORM_SIGMOID;
   for (int64_t r = begin; r < end; r++) {
@@ -66,9 +66,21 @@ static attn_status combine_rows(void *ctx, int64_t begin, int64_t end, uint32_t 
   return ATTN_OK;
 }
 
-enum { MAX_SPLITS = 64 };
+enum { MAX_SPLITS = 64, ROW_VECTORS = 3, ROW_TILES = 2 };
 
-attn_status attn_cpu_attention_launch(attn_attention_fn fn, const attn_attention_spec *spec,
+int64_t attn_cpu_attention_block_rows(int vector_width) {
+  return (int64_t)ROW_VECTORS * ROW_TILES * vector_width;
+}
+
+int64_t attn_cpu_attention_item_count(const attn_cpu_attention_launch_spec *spec,
+                                      const attn_cpu_attention_args *args) {
+  int64_t rows = attn_cpu_attention_block_rows(spec->vector_width);
+  int64_t splits = args->kv_splits > 1 ? args->kv_splits : 1;
+  return args->batch * args->heads * ((args->tq + rows - 1) / rows) * splits;
+}
+
+attn_status attn_cpu_attention_launch(attn_attention_fn fn,
+                                      const attn_cpu_attention_launch_spec *spec,
                                       const attn_cpu_attention_args *args, attn_pool *pool,
                                       attn_allocator allocator, attn_diag *diag) {
   if (args->batch < 0 || args->heads < 0 || args->kv_heads < 1 || args->tq < 0 || args->tk < 0 ||
@@ -77,10 +89,10 @@ attn_status attn_cpu_attention_launch(attn_attention_fn fn, const attn_attention
                            "attention: bad shape (B %lld, H %lld, Hkv %lld, Tq %lld, Tk %lld)",
                            (long long)args->batch, (long long)args->heads,
                            (long long)args->kv_heads, (long long)args->tq, (long long)args->tk);
-  if (spec->score_mod) {
+  {
     for (uint32_t c = 0; c < spec->capture_count && c < ATTN_CPU_ATTENTION_MAX_CAPTURES; c++) {
       bool empty = !args->captures[c];
-      for (uint32_t d = 0; d < spec->captures[c].rank && d < ATTN_CPU_ATTENTION_MAX_CAPTURE_RANK;
+      for (uint32_t d = 0; d < spec->capture_ranks[c] && d < ATTN_CPU_ATTENTION_MAX_CAPTURE_RANK;
            d++)
         empty = empty || args->capture_dims[c][d] < 1;
       if (empty)

@@ -5,8 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "codegen/cpu/kernels.h"
-#include "runtime/cpu/pool.h"
+#include "runtime/cpu/launch.h"
 
 // Column ranges are multiples of this many columns, a whole number of register tiles at every
 // vector width and of 64-byte lines.
