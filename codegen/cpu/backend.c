@@ -19,12 +19,9 @@
 #include "codegen/cpu/mlir.h"
 #include "runtime/base/allocator.h"
 #include "runtime/cpu/pool.h"
-#include "runtime/cpu/topk.h"
+#include "runtime/exec/exec.h"
 
-enum { MAX_NODE_INPUTS = 64, MAX_NODE_OUTPUTS = 256, BUFFER_ALIGN = 64, GUARD_BYTES = 256 };
-
-// The byte guard bands are filled with.
-#define GUARD_PATTERN 0xA5
+enum { MAX_NODE_INPUTS = 64, MAX_NODE_OUTPUTS = 256 };
 
 // ---- the backend and its function cache ------------------------------------------------------
 
@@ -207,16 +204,8 @@ typedef struct step {
   attention_plan attention;
   attn_cpu_mlir_kernel mlir;
   attn_cpu_kernel_fn mlir_fn;
-  double compile_seconds, run_seconds;
-  uint64_t runs;
+  double compile_seconds;
 } step;
-
-typedef enum value_state {
-  VALUE_NONE,     // not available
-  VALUE_BORROWED, // the caller's, the graph's, or a view
-  VALUE_BUFFER,   // in the memory plan's block
-  VALUE_OWNED,    // allocated by the run
-} value_state;
 
 struct attn_cpu_program {
   attn_cpu_backend *backend;
@@ -224,22 +213,25 @@ struct attn_cpu_program {
   attn_arena arena;
   attn_kernel_io *io;
   uint32_t *use_counts;
-  step *steps;
+  step *steps; // one per kernel: how it was matched and compiled
   uint32_t step_count;
-  // State of a run, allocated once.
-  int64_t *symbols;
-  attn_tensor *values;
-  uint8_t *states;
-  size_t *buffer_offsets, *buffer_sizes;
-  void **buffer_places; // where each buffer is this run: in the block, or a graph output's tensor
-  // Weights bound in another dtype, converted once: by node id, the bound data they came from
-  // and the converted tensor (from the backend's allocator).
-  const void **weight_sources;
-  attn_tensor *converted_weights;
-  void *block; // the memory plan's buffers
-  size_t block_size;
-  attn_allocator run_allocator;
-  attn_diag *run_diag;
+  // The plan the graph lowers to, and its executor. Plan values are the graph's values, index
+  // for index; plan buffers are the memory plan's (buffer 0, the sentinel, is empty).
+  attn_plan plan;
+  attn_plan_value *values;
+  attn_plan_step *plan_steps;
+  attn_plan_constant *constants;
+  const char **functions;
+  attn_exec_fn *addresses;
+  uint32_t *step_sources;    // per plan step: its entry of `steps`
+  uint32_t *host_begins;     // per plan step: the first node a host step evaluates
+  uint32_t *constant_nodes;  // per constant: its node
+  uint32_t *value_constants; // per value: 1 + its constant's index, or 0
+  attn_tensor *run_constants;
+  attn_exec *exec;
+  // The host steps' scratch: a tensor per graph value, and whether the step allocated it.
+  attn_tensor *host_values;
+  bool *host_owned;
 };
 
 static const attn_type *value_type(const attn_graph *graph, attn_value_id value) {
@@ -549,6 +541,431 @@ static attn_status compile_steps(attn_cpu_program *program) {
   return ATTN_OK;
 }
 
+// ---- lowering to a plan ----------------------------------------------------------------------
+
+static attn_status out_of_memory(attn_cpu_program *program) {
+  return attn_diag_error(program->backend->diag, ATTN_LOC_NONE, ATTN_ERROR_OUT_OF_MEMORY,
+                         "out of memory");
+}
+
+// The plan's step `kind` for kernel step `source`, its operands copied into the arena.
+static attn_status add_plan_step(attn_cpu_program *program, uint32_t source,
+                                 attn_plan_step_kind kind, const attn_value_id *inputs,
+                                 uint32_t input_count, const attn_value_id *outputs,
+                                 uint32_t output_count, attn_plan_step **out_step) {
+  uint32_t index = program->plan.step_count++;
+  attn_plan_step *ps = &program->plan_steps[index];
+  uint32_t *operands =
+      attn_arena_calloc(&program->arena, input_count + output_count + 1, sizeof(uint32_t));
+  if (!operands)
+    return out_of_memory(program);
+  for (uint32_t i = 0; i < input_count; i++)
+    operands[i] = inputs[i].index;
+  for (uint32_t o = 0; o < output_count; o++)
+    operands[input_count + o] = outputs[o].index;
+  ps->kind = kind;
+  ps->kernel = program->steps[source].kernel;
+  ps->inputs = operands;
+  ps->input_count = input_count;
+  ps->outputs = operands + input_count;
+  ps->output_count = output_count;
+  program->step_sources[index] = source;
+  *out_step = ps;
+  return ATTN_OK;
+}
+
+// The function index of `name`, added to the plan's list on first use.
+static attn_status plan_function(attn_cpu_program *program, const char *name, attn_exec_fn address,
+                                 uint32_t *out_index) {
+  for (uint32_t f = 0; f < program->plan.function_count; f++)
+    if (strcmp(program->functions[f], name) == 0) {
+      *out_index = f;
+      return ATTN_OK;
+    }
+  *out_index = program->plan.function_count++;
+  program->functions[*out_index] = name;
+  program->addresses[*out_index] = address;
+  return ATTN_OK;
+}
+
+// A host step running the reference evaluator over the kernel's nodes from `begin`, reading
+// `extra` (the fused GEMM's result) besides the kernel's inputs and writing its outputs but
+// `skip` (which the GEMM wrote already).
+static attn_status add_host_step(attn_cpu_program *program, uint32_t source, uint32_t begin,
+                                 attn_value_id extra, attn_value_id skip) {
+  const attn_kernel_io *io = &program->io[program->steps[source].kernel];
+  attn_value_id *inputs =
+      attn_arena_calloc(&program->arena, io->input_count + 1, sizeof(attn_value_id));
+  attn_value_id *outputs =
+      attn_arena_calloc(&program->arena, io->output_count + 1, sizeof(attn_value_id));
+  if (!inputs || !outputs)
+    return out_of_memory(program);
+  uint32_t input_count = 0, output_count = 0;
+  for (uint32_t i = 0; i < io->input_count; i++)
+    inputs[input_count++] = io->inputs[i];
+  if (extra.index)
+    inputs[input_count++] = extra;
+  for (uint32_t o = 0; o < io->output_count; o++)
+    if (io->outputs[o].index != skip.index)
+      outputs[output_count++] = io->outputs[o];
+  attn_plan_step *ps;
+  ATTN_RETURN_IF_ERROR(add_plan_step(program, source, ATTN_PLAN_STEP_HOST, inputs, input_count,
+                                     outputs, output_count, &ps));
+  program->host_begins[program->plan.step_count - 1] = begin;
+  return ATTN_OK;
+}
+
+static attn_status lower_gemm(attn_cpu_program *program, uint32_t source) {
+  const step *s = &program->steps[source];
+  const gemm_plan *gemm = &s->gemm;
+  attn_value_id inputs[4] = {gemm->matmul->inputs[0], gemm->matmul->inputs[1]};
+  uint32_t count = 2;
+  if (gemm->spec.bias)
+    inputs[count++] = gemm->bias;
+  if (gemm->spec.residual)
+    inputs[count++] = gemm->residual;
+  attn_plan_step *ps;
+  ATTN_RETURN_IF_ERROR(
+      add_plan_step(program, source, ATTN_PLAN_STEP_GEMM, inputs, count, &gemm->out, 1, &ps));
+  ps->u.gemm = (attn_plan_gemm){gemm->spec.transpose_a, gemm->spec.transpose_b, gemm->spec.bias,
+                                gemm->spec.residual};
+  ATTN_RETURN_IF_ERROR(plan_function(program, s->function, (attn_exec_fn)gemm->fn, &ps->function));
+  if (gemm->rest_begin)
+    return add_host_step(program, source, gemm->rest_begin, gemm->out, gemm->out);
+  return ATTN_OK;
+}
+
+static attn_status lower_attention(attn_cpu_program *program, uint32_t source) {
+  const step *s = &program->steps[source];
+  const attn_node *node = s->attention.node;
+  const attn_attention_attrs *attrs = node->attrs;
+  attn_plan_step *ps;
+  ATTN_RETURN_IF_ERROR(add_plan_step(program, source, ATTN_PLAN_STEP_ATTENTION, node->inputs,
+                                     node->input_count, node->outputs,
+                                     s->attention.spec.lse ? 2 : 1, &ps));
+  ps->u.attention = (attn_plan_attention){
+      .spec = attn_attention_spec_launch(&s->attention.spec),
+      .has_mask = attrs->has_mask,
+      .window = attrs->window,
+      .sinks = attrs->sinks,
+      .scale = attrs->scale != 0 ? attrs->scale : 1.0 / sqrt((double)s->attention.spec.head_dim),
+      .sigmoid_bias = attrs->sigmoid_bias,
+  };
+  return plan_function(program, s->function, (attn_exec_fn)s->attention.fn, &ps->function);
+}
+
+// Whether `value` is one of the kernel's inputs.
+static bool is_kernel_input(const attn_kernel_io *io, attn_value_id value) {
+  for (uint32_t i = 0; i < io->input_count; i++)
+    if (io->inputs[i].index == value.index)
+      return true;
+  return false;
+}
+
+static attn_status lower_mlir(attn_cpu_program *program, uint32_t source) {
+  const step *s = &program->steps[source];
+  const attn_graph *graph = program->graph;
+  const attn_kernel_io *io = &program->io[s->kernel];
+  attn_plan_step *ps;
+  ATTN_RETURN_IF_ERROR(add_plan_step(program, source, ATTN_PLAN_STEP_KERNEL, io->inputs,
+                                     io->input_count, io->outputs, io->output_count, &ps));
+  ps->u.kernel.parallel_rank = s->mlir.parallel_rank;
+  // Gathers whose data and indices come from outside the kernel have their indices checked.
+  attn_plan_gather_check *checks = NULL;
+  uint32_t count = 0;
+  for (uint32_t n = io->first_node; n < io->end_node; n++) {
+    const attn_node *node = &graph->nodes[n];
+    if (node->is_dead || node->kernel != s->kernel || node->op != ATTN_OP_GATHER ||
+        !is_kernel_input(io, node->inputs[0]) || !is_kernel_input(io, node->inputs[1]))
+      continue;
+    attn_plan_gather_check *grown = attn_arena_calloc(&program->arena, count + 1, sizeof(*grown));
+    if (!grown)
+      return out_of_memory(program);
+    if (count)
+      memcpy(grown, checks, count * sizeof(*grown));
+    const attn_axis_attrs *attrs = node->attrs;
+    const attn_type *data = value_type(graph, node->inputs[0]);
+    int64_t axis = attrs->axis < 0 ? attrs->axis + data->rank : attrs->axis;
+    grown[count++] = (attn_plan_gather_check){node->inputs[1].index, data->dims[axis], axis};
+    checks = grown;
+  }
+  ps->u.kernel.gather_checks = checks;
+  ps->u.kernel.gather_check_count = count;
+  return plan_function(program, s->function, (attn_exec_fn)s->mlir_fn, &ps->function);
+}
+
+static attn_status lower_topk(attn_cpu_program *program, uint32_t source) {
+  const attn_node *node =
+      &program->graph->nodes[program->io[program->steps[source].kernel].first_node];
+  const attn_topk_attrs *attrs = node->attrs;
+  uint32_t rank = value_type(program->graph, node->inputs[0])->rank;
+  attn_plan_step *ps;
+  ATTN_RETURN_IF_ERROR(
+      add_plan_step(program, source, ATTN_PLAN_STEP_TOPK, node->inputs, 1, node->outputs, 2, &ps));
+  ps->u.topk = (attn_plan_topk){attrs->axis < 0 ? attrs->axis + rank : attrs->axis, attrs->k,
+                                attrs->largest};
+  return ATTN_OK;
+}
+
+static attn_status lower_views(attn_cpu_program *program, uint32_t source) {
+  const attn_graph *graph = program->graph;
+  uint32_t kernel = program->steps[source].kernel;
+  const attn_kernel_io *io = &program->io[kernel];
+  for (uint32_t n = io->first_node; n < io->end_node; n++) {
+    const attn_node *node = &graph->nodes[n];
+    if (node->is_dead || node->kernel != kernel)
+      continue;
+    attn_plan_step *ps;
+    ATTN_RETURN_IF_ERROR(add_plan_step(program, source, ATTN_PLAN_STEP_VIEW, node->inputs, 1,
+                                       node->outputs, 1, &ps));
+    program->values[node->outputs[0].index].storage = ATTN_PLAN_STORAGE_VIEW;
+  }
+  return ATTN_OK;
+}
+
+static attn_status lower_steps(attn_cpu_program *program) {
+  for (uint32_t source = 0; source < program->step_count; source++) {
+    const step *s = &program->steps[source];
+    switch (s->impl) {
+    case ATTN_CPU_STEP_VIEW:
+      ATTN_RETURN_IF_ERROR(lower_views(program, source));
+      break;
+    case ATTN_CPU_STEP_GEMM:
+      ATTN_RETURN_IF_ERROR(lower_gemm(program, source));
+      break;
+    case ATTN_CPU_STEP_ATTENTION:
+      ATTN_RETURN_IF_ERROR(lower_attention(program, source));
+      break;
+    case ATTN_CPU_STEP_MLIR:
+      ATTN_RETURN_IF_ERROR(lower_mlir(program, source));
+      break;
+    case ATTN_CPU_STEP_TOPK:
+      ATTN_RETURN_IF_ERROR(lower_topk(program, source));
+      break;
+    case ATTN_CPU_STEP_REFERENCE:
+    case ATTN_CPU_STEP_IMPL_COUNT:
+      if (program->io[s->kernel].first_node)
+        ATTN_RETURN_IF_ERROR(add_host_step(program, source, program->io[s->kernel].first_node,
+                                           (attn_value_id){0}, (attn_value_id){0}));
+      break;
+    }
+  }
+  return ATTN_OK;
+}
+
+// The values: inputs, constants (weights and literals), iotas, buffers; the rest are written by
+// the steps into tensors of their own.
+static attn_status lower_values(attn_cpu_program *program) {
+  const attn_graph *graph = program->graph;
+  for (uint32_t v = 1; v < graph->value_count; v++) {
+    const attn_type *type = &graph->values[v].type;
+    attn_plan_value *value = &program->values[v];
+    value->dtype = type->dtype;
+    value->rank = type->rank;
+    memcpy(value->dims, type->dims, type->rank * sizeof(int64_t));
+    uint32_t b = graph->values[v].buffer;
+    if (value->storage == ATTN_PLAN_STORAGE_VIEW)
+      continue;
+    value->storage = ATTN_PLAN_STORAGE_TEMP;
+    if (b && b < graph->buffer_count && attn_value_producer(graph, (attn_value_id){v})) {
+      value->storage = ATTN_PLAN_STORAGE_BUFFER;
+      value->index = b;
+    }
+  }
+  for (uint32_t i = 0; i < graph->input_count; i++) {
+    attn_plan_value *value = &program->values[graph->inputs[i].index];
+    value->storage = ATTN_PLAN_STORAGE_INPUT;
+    value->index = i;
+  }
+  for (uint32_t n = 1; n < graph->node_count; n++) {
+    const attn_node *node = &graph->nodes[n];
+    if (node->is_dead || !(attn_op_get_info(node->op)->flags & ATTN_OP_LEAF) ||
+        program->use_counts[node->outputs[0].index] == 0)
+      continue;
+    uint32_t v = node->outputs[0].index;
+    attn_plan_value *value = &program->values[v];
+    if (node->op == ATTN_OP_IOTA) {
+      const attn_iota_attrs *attrs = node->attrs;
+      value->storage = ATTN_PLAN_STORAGE_IOTA;
+      value->iota_axis = (uint32_t)attrs->axis;
+      value->iota_start = attrs->start;
+      continue;
+    }
+    const attn_type *type = &graph->values[v].type;
+    for (uint32_t d = 0; d < type->rank; d++)
+      if (!attn_dim_is_constant(type->dims[d]))
+        return attn_diag_error(program->backend->diag, node->loc, ATTN_ERROR_UNSUPPORTED,
+                               "%s: a symbolic shape is not supported for a leaf",
+                               attn_op_get_info(node->op)->name);
+    uint32_t c = program->plan.constant_count++;
+    attn_plan_constant *constant = &program->constants[c];
+    constant->dtype = type->dtype;
+    constant->rank = type->rank;
+    memcpy(constant->dims, type->dims, type->rank * sizeof(int64_t));
+    if (node->op == ATTN_OP_WEIGHT) {
+      const attn_weight_attrs *attrs = node->attrs;
+      constant->name = attrs->name_count ? attrs->names[0] : graph->values[v].name;
+    } else {
+      const attn_constant_attrs *attrs = node->attrs;
+      constant->name = graph->values[v].name ? graph->values[v].name : "constant";
+      constant->data = attrs->data;
+    }
+    program->constant_nodes[c] = n;
+    program->value_constants[v] = c + 1;
+    value->storage = ATTN_PLAN_STORAGE_CONSTANT;
+    value->index = c;
+  }
+  return ATTN_OK;
+}
+
+static attn_status lower(attn_cpu_program *program) {
+  const attn_graph *graph = program->graph;
+  attn_arena *arena = &program->arena;
+  attn_plan *plan = &program->plan;
+  uint32_t max_steps = graph->node_count + 2 * graph->kernel_count + 1;
+  program->values = attn_arena_calloc(arena, graph->value_count + 1, sizeof(attn_plan_value));
+  program->plan_steps = attn_arena_calloc(arena, max_steps, sizeof(attn_plan_step));
+  program->step_sources = attn_arena_calloc(arena, max_steps, sizeof(uint32_t));
+  program->host_begins = attn_arena_calloc(arena, max_steps, sizeof(uint32_t));
+  program->constants = attn_arena_calloc(arena, graph->node_count + 1, sizeof(attn_plan_constant));
+  program->constant_nodes = attn_arena_calloc(arena, graph->node_count + 1, sizeof(uint32_t));
+  program->value_constants = attn_arena_calloc(arena, graph->value_count + 1, sizeof(uint32_t));
+  program->run_constants = attn_arena_calloc(arena, graph->node_count + 1, sizeof(attn_tensor));
+  program->functions = attn_arena_calloc(arena, graph->kernel_count + 1, sizeof(char *));
+  program->addresses = attn_arena_calloc(arena, graph->kernel_count + 1, sizeof(attn_exec_fn));
+  program->host_values = attn_arena_calloc(arena, graph->value_count + 1, sizeof(attn_tensor));
+  program->host_owned = attn_arena_calloc(arena, graph->value_count + 1, sizeof(bool));
+  const char **symbols = attn_arena_calloc(arena, graph->symbol_count + 1, sizeof(char *));
+  attn_plan_dim *dims = attn_arena_calloc(arena, graph->dim_count + 1, sizeof(attn_plan_dim));
+  int64_t *buffers = attn_arena_calloc(arena, graph->buffer_count + 1, sizeof(int64_t));
+  attn_plan_binding *inputs = attn_arena_calloc(arena, graph->input_count + 1, sizeof(*inputs));
+  attn_plan_binding *outputs = attn_arena_calloc(arena, graph->output_count + 1, sizeof(*outputs));
+  if (!program->values || !program->plan_steps || !program->step_sources || !program->host_begins ||
+      !program->constants || !program->constant_nodes || !program->value_constants ||
+      !program->run_constants || !program->functions || !program->addresses ||
+      !program->host_values || !program->host_owned || !symbols || !dims || !buffers || !inputs ||
+      !outputs)
+    return out_of_memory(program);
+  for (uint32_t s = 0; s < graph->symbol_count; s++)
+    symbols[s] = attn_graph_symbol_name(graph, s);
+  // The graph's dims are interned with operands first, as the plan requires.
+  for (uint32_t d = 0; d < graph->dim_count; d++) {
+    const attn_dim_expr *e = &graph->dims[d];
+    dims[d].kind = e->kind == ATTN_DIM_SYMBOL ? ATTN_PLAN_DIM_SYMBOL
+                   : e->kind == ATTN_DIM_ADD  ? ATTN_PLAN_DIM_ADD
+                   : e->kind == ATTN_DIM_SUB  ? ATTN_PLAN_DIM_SUB
+                   : e->kind == ATTN_DIM_MUL  ? ATTN_PLAN_DIM_MUL
+                                              : ATTN_PLAN_DIM_DIV;
+    dims[d].lhs = e->kind == ATTN_DIM_SYMBOL ? (int64_t)e->symbol : e->lhs;
+    dims[d].rhs = e->kind == ATTN_DIM_SYMBOL ? 0 : e->rhs;
+  }
+  for (uint32_t b = 1; b < graph->buffer_count; b++)
+    buffers[b] = graph->buffers[b].bytes;
+  for (uint32_t i = 0; i < graph->input_count; i++)
+    inputs[i] =
+        (attn_plan_binding){graph->values[graph->inputs[i].index].name, graph->inputs[i].index};
+  for (uint32_t o = 0; o < graph->output_count; o++)
+    outputs[o] = (attn_plan_binding){graph->output_names[o], graph->outputs[o].index};
+  ATTN_RETURN_IF_ERROR(lower_steps(program));
+  ATTN_RETURN_IF_ERROR(lower_values(program));
+  plan->symbol_count = graph->symbol_count;
+  plan->dim_count = graph->dim_count;
+  plan->value_count = graph->value_count;
+  plan->buffer_count = graph->buffer_count;
+  plan->input_count = graph->input_count;
+  plan->output_count = graph->output_count;
+  plan->symbols = symbols;
+  plan->dims = dims;
+  plan->values = program->values;
+  plan->buffers = buffers;
+  plan->inputs = inputs;
+  plan->outputs = outputs;
+  plan->constants = program->constants;
+  plan->functions = program->functions;
+  plan->steps = program->plan_steps;
+  return attn_plan_validate(plan, program->backend->diag);
+}
+
+// ---- host steps: the reference evaluator -----------------------------------------------------
+
+static void host_release(attn_cpu_program *program, uint32_t v, attn_allocator allocator) {
+  if (program->host_owned[v])
+    attn_tensor_free(allocator, &program->host_values[v]);
+  program->host_owned[v] = false;
+  program->host_values[v].data = NULL;
+}
+
+// Evaluates the nodes of the step's kernel from its first node with the reference evaluator,
+// each into a tensor of its own, then copies the outputs into their places. Outputs are placed
+// only at the end, because the memory plan may give an output the buffer of an input a later
+// node of the kernel still reads.
+static attn_status host_nodes(attn_cpu_program *program, const attn_plan_step *ps, uint32_t begin,
+                              const int64_t *symbols, attn_allocator allocator, attn_diag *diag) {
+  const attn_graph *graph = program->graph;
+  const attn_kernel_io *io = &program->io[ps->kernel];
+  for (uint32_t n = begin; n < io->end_node; n++) {
+    const attn_node *node = &graph->nodes[n];
+    if (node->is_dead || node->kernel != ps->kernel)
+      continue;
+    if (node->input_count > MAX_NODE_INPUTS || node->output_count > MAX_NODE_OUTPUTS)
+      return attn_diag_error(diag, node->loc, ATTN_ERROR_UNSUPPORTED,
+                             "%s: too many inputs or outputs", attn_op_get_info(node->op)->name);
+    attn_tensor inputs[MAX_NODE_INPUTS], outputs[MAX_NODE_OUTPUTS];
+    for (uint32_t i = 0; i < node->input_count; i++) {
+      uint32_t v = node->inputs[i].index;
+      const attn_node *producer = &graph->nodes[graph->values[v].producer.index];
+      if (!program->host_values[v].data && producer->op == ATTN_OP_IOTA) {
+        // Iotas are computed by the kernels that read them.
+        bool is_borrowed;
+        ATTN_RETURN_IF_ERROR(attn_interp_eval_node(graph, graph->values[v].producer, NULL, symbols,
+                                                   NULL, allocator, diag, &program->host_values[v],
+                                                   &is_borrowed));
+        program->host_owned[v] = !is_borrowed;
+      }
+      inputs[i] = program->host_values[v];
+    }
+    bool is_borrowed;
+    ATTN_RETURN_IF_ERROR(attn_interp_eval_node(graph, (attn_node_id){n}, inputs, symbols, NULL,
+                                               allocator, diag, outputs, &is_borrowed));
+    for (uint32_t o = 0; o < node->output_count; o++) {
+      uint32_t v = node->outputs[o].index;
+      host_release(program, v, allocator);
+      program->host_values[v] = outputs[o];
+      program->host_owned[v] = !is_borrowed;
+    }
+  }
+  return ATTN_OK;
+}
+
+static attn_status run_host_step(void *ctx, uint32_t step_index, const int64_t *symbols,
+                                 const attn_tensor *inputs, attn_tensor *outputs,
+                                 attn_allocator allocator, attn_diag *diag) {
+  attn_cpu_program *program = ctx;
+  const attn_plan_step *ps = &program->plan_steps[step_index];
+  for (uint32_t i = 0; i < ps->input_count; i++)
+    program->host_values[ps->inputs[i]] = inputs[i];
+  attn_status status =
+      host_nodes(program, ps, program->host_begins[step_index], symbols, allocator, diag);
+  for (uint32_t o = 0; o < ps->output_count && status == ATTN_OK; o++) {
+    const attn_tensor *result = &program->host_values[ps->outputs[o]];
+    size_t bytes = 0, place = 0;
+    if (!attn_tensor_size_bytes(result, &bytes) || !attn_tensor_size_bytes(&outputs[o], &place) ||
+        bytes != place || (bytes && !result->data))
+      status = attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_GRAPH,
+                               "kernel k%u: the reference result of value %%%u does not fit its "
+                               "place",
+                               ps->kernel, ps->outputs[o]);
+    else if (bytes)
+      memmove(outputs[o].data, result->data, bytes);
+  }
+  const attn_graph *graph = program->graph;
+  for (uint32_t v = 0; v < graph->value_count; v++)
+    host_release(program, v, allocator);
+  return status;
+}
+
+// ---- programs --------------------------------------------------------------------------------
+
 attn_status attn_cpu_program_compile(attn_cpu_backend *backend, const attn_graph *graph,
                                      attn_cpu_program **out_program) {
   *out_program = NULL;
@@ -569,23 +986,25 @@ attn_status attn_cpu_program_compile(attn_cpu_backend *backend, const attn_graph
     status = attn_graph_count_uses(graph, arena, &program->use_counts);
   if (status == ATTN_OK) {
     program->steps = attn_arena_calloc(arena, graph->kernel_count, sizeof(*program->steps));
-    program->symbols = attn_arena_calloc(arena, graph->symbol_count + 1, sizeof(int64_t));
-    program->values = attn_arena_calloc(arena, graph->value_count, sizeof(attn_tensor));
-    program->states = attn_arena_calloc(arena, graph->value_count, sizeof(uint8_t));
-    program->buffer_offsets = attn_arena_calloc(arena, graph->buffer_count, sizeof(size_t));
-    program->buffer_sizes = attn_arena_calloc(arena, graph->buffer_count, sizeof(size_t));
-    program->buffer_places = attn_arena_calloc(arena, graph->buffer_count, sizeof(void *));
-    program->weight_sources = attn_arena_calloc(arena, graph->node_count, sizeof(void *));
-    program->converted_weights = attn_arena_calloc(arena, graph->node_count, sizeof(attn_tensor));
-    if (!program->steps || !program->symbols || !program->values || !program->states ||
-        !program->buffer_offsets || !program->buffer_sizes || !program->buffer_places ||
-        !program->weight_sources || !program->converted_weights)
+    if (!program->steps)
       status = ATTN_ERROR_OUT_OF_MEMORY;
   }
   if (status == ATTN_ERROR_OUT_OF_MEMORY)
     attn_diag_error(diag, ATTN_LOC_NONE, status, "out of memory");
   if (status == ATTN_OK)
     status = compile_steps(program);
+  if (status == ATTN_OK)
+    status = lower(program);
+  if (status == ATTN_OK) {
+    attn_exec_options options = {
+        .pool = backend->pool,
+        .host = run_host_step,
+        .host_ctx = program,
+        .guard_bands = backend->options.guard_bands,
+    };
+    status = attn_exec_create(&program->plan, program->addresses, &options, backend->allocator,
+                              diag, &program->exec);
+  }
   if (status != ATTN_OK) {
     attn_cpu_program_destroy(program);
     return status;
@@ -595,668 +1014,87 @@ attn_status attn_cpu_program_compile(attn_cpu_backend *backend, const attn_graph
 }
 
 void attn_cpu_program_release_weights(attn_cpu_program *program) {
-  for (uint32_t n = 0; program->converted_weights && n < program->graph->node_count; n++) {
-    attn_tensor_free(program->backend->allocator, &program->converted_weights[n]);
-    program->weight_sources[n] = NULL;
-  }
+  attn_exec_release_constants(program->exec);
 }
 
 void attn_cpu_program_destroy(attn_cpu_program *program) {
   if (!program)
     return;
-  attn_cpu_program_release_weights(program);
+  attn_exec_destroy(program->exec);
   attn_allocator allocator = program->backend->allocator;
-  attn_allocator_free(allocator, program->block, program->block_size);
   attn_arena_deinit(&program->arena);
   attn_allocator_free(allocator, program, sizeof(*program));
 }
 
+const attn_plan *attn_cpu_program_plan(const attn_cpu_program *program) {
+  return &program->plan;
+}
+
+uint32_t attn_cpu_program_constant_node(const attn_cpu_program *program, uint32_t constant) {
+  return program->constant_nodes[constant];
+}
+
 uint32_t attn_cpu_program_step_count(const attn_cpu_program *program) {
-  return program->step_count;
+  return program->plan.step_count;
+}
+
+static attn_cpu_step_impl impl_of(attn_plan_step_kind kind) {
+  switch (kind) {
+  case ATTN_PLAN_STEP_VIEW:
+    return ATTN_CPU_STEP_VIEW;
+  case ATTN_PLAN_STEP_GEMM:
+    return ATTN_CPU_STEP_GEMM;
+  case ATTN_PLAN_STEP_ATTENTION:
+    return ATTN_CPU_STEP_ATTENTION;
+  case ATTN_PLAN_STEP_KERNEL:
+    return ATTN_CPU_STEP_MLIR;
+  case ATTN_PLAN_STEP_TOPK:
+    return ATTN_CPU_STEP_TOPK;
+  case ATTN_PLAN_STEP_HOST:
+  case ATTN_PLAN_STEP_KIND_COUNT:
+    break;
+  }
+  return ATTN_CPU_STEP_REFERENCE;
 }
 
 attn_cpu_step_info attn_cpu_program_step(const attn_cpu_program *program, uint32_t index) {
-  const step *s = &program->steps[index];
+  const attn_plan_step *ps = &program->plan_steps[index];
+  const step *s = &program->steps[program->step_sources[index]];
+  bool calls = ps->kind == ATTN_PLAN_STEP_GEMM || ps->kind == ATTN_PLAN_STEP_ATTENTION ||
+               ps->kind == ATTN_PLAN_STEP_KERNEL;
+  // A kernel's compile time is counted once, on its first plan step.
+  bool first = index == 0 || program->step_sources[index - 1] != program->step_sources[index];
   return (attn_cpu_step_info){
-      .kernel = s->kernel,
-      .kind = program->graph->kernels[s->kernel].kind,
-      .impl = s->impl,
-      .function = s->function,
-      .compile_seconds = s->compile_seconds,
-      .run_seconds = s->run_seconds,
-      .runs = s->runs,
+      .kernel = ps->kernel,
+      .kind = program->graph->kernels[ps->kernel].kind,
+      .impl = impl_of(ps->kind),
+      .function = calls ? program->functions[ps->function] : NULL,
+      .compile_seconds = first ? s->compile_seconds : 0,
+      .run_seconds = attn_exec_step_seconds(program->exec, index),
+      .runs = attn_exec_step_runs(program->exec, index),
   };
 }
 
 void attn_cpu_program_reset_times(attn_cpu_program *program) {
-  for (uint32_t i = 0; i < program->step_count; i++) {
-    program->steps[i].run_seconds = 0;
-    program->steps[i].runs = 0;
-  }
+  attn_exec_reset_times(program->exec);
 }
 
 // ---- running ---------------------------------------------------------------------------------
 
-static attn_status out_of_memory(attn_cpu_program *program) {
-  return attn_diag_error(program->run_diag, ATTN_LOC_NONE, ATTN_ERROR_OUT_OF_MEMORY,
-                         "out of memory");
-}
-
-// The concrete dtype and dims of `value` (data NULL).
-static attn_status concrete_tensor(attn_cpu_program *program, attn_value_id value,
-                                   attn_tensor *out) {
-  const attn_type *type = value_type(program->graph, value);
-  memset(out, 0, sizeof(*out));
-  out->dtype = type->dtype;
-  out->rank = type->rank;
-  for (uint32_t d = 0; d < type->rank; d++)
-    if (attn_graph_dim_eval(program->graph, type->dims[d], program->symbols, &out->dims[d]) !=
-        ATTN_OK)
-      return attn_diag_error(program->run_diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_ARGUMENT,
-                             "a dim of value %%%u does not evaluate with the bound symbols",
-                             value.index);
-  return ATTN_OK;
-}
-
-static void release(attn_cpu_program *program, uint32_t value) {
-  if (program->states[value] == VALUE_OWNED)
-    attn_tensor_free(program->run_allocator, &program->values[value]);
-  program->states[value] = VALUE_NONE;
-  program->values[value].data = NULL;
-}
-
-// Lays the buffers out in one block, growing it when the symbols make them larger.
-static attn_status place_buffers(attn_cpu_program *program, attn_tensor *out_outputs) {
-  const attn_graph *graph = program->graph;
-  size_t guard = program->backend->options.guard_bands ? GUARD_BYTES : 0;
-  size_t total = guard;
-  for (uint32_t b = 1; b < graph->buffer_count; b++) {
-    int64_t bytes;
-    if (attn_graph_dim_eval(graph, graph->buffers[b].bytes, program->symbols, &bytes) != ATTN_OK ||
-        bytes < 0)
-      return attn_diag_error(program->run_diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_ARGUMENT,
-                             "the size of buffer b%u does not evaluate with the bound symbols", b);
-    program->buffer_offsets[b] = total;
-    program->buffer_sizes[b] = (size_t)bytes;
-    total += ((size_t)bytes + BUFFER_ALIGN - 1) / BUFFER_ALIGN * BUFFER_ALIGN + guard;
-  }
-  if (total > program->block_size) {
-    attn_allocator allocator = program->backend->allocator;
-    attn_allocator_free(allocator, program->block, program->block_size);
-    program->block_size = 0;
-    program->block = attn_allocator_alloc(allocator, total);
-    if (!program->block)
-      return out_of_memory(program);
-    program->block_size = total;
-  }
-  if (guard)
-    memset(program->block, GUARD_PATTERN, total);
-  for (uint32_t b = 1; b < graph->buffer_count; b++)
-    program->buffer_places[b] = (char *)program->block + program->buffer_offsets[b];
-  // A graph output whose buffer is exactly its size is computed straight into the tensor the
-  // caller receives, which saves copying it out (the plan never reuses an output's buffer).
-  // Not with guard bands, which only surround the block.
-  for (uint32_t o = 0; o < graph->output_count && !guard; o++) {
-    attn_value_id value = graph->outputs[o];
-    uint32_t b = graph->values[value.index].buffer;
-    if (b == 0 || b >= graph->buffer_count || !attn_value_producer(graph, value) ||
-        program->buffer_places[b] != (char *)program->block + program->buffer_offsets[b])
-      continue;
-    attn_tensor shape;
-    size_t bytes = 0;
-    ATTN_RETURN_IF_ERROR(concrete_tensor(program, value, &shape));
-    if (!attn_tensor_size_bytes(&shape, &bytes) || bytes != program->buffer_sizes[b] || !bytes)
-      continue;
-    if (attn_tensor_alloc_uninit(program->run_allocator, shape.dtype, shape.rank, shape.dims,
-                                 &out_outputs[o]) != ATTN_OK)
-      return out_of_memory(program);
-    program->buffer_places[b] = out_outputs[o].data;
-  }
-  for (uint32_t v = 1; v < graph->value_count; v++) {
-    uint32_t b = graph->values[v].buffer;
-    if (b == 0 || b >= graph->buffer_count || !attn_value_producer(graph, (attn_value_id){v}))
-      continue;
-    ATTN_RETURN_IF_ERROR(concrete_tensor(program, (attn_value_id){v}, &program->values[v]));
-    program->values[v].data = program->buffer_places[b];
-    program->states[v] = VALUE_BUFFER;
-  }
-  return ATTN_OK;
-}
-
-// Checks that the bytes between and around the buffers still hold the guard pattern.
-static attn_status check_guards(attn_cpu_program *program, const step *s) {
-  const attn_graph *graph = program->graph;
-  const unsigned char *block = program->block;
-  size_t begin = 0;
-  for (uint32_t b = 1; b <= graph->buffer_count; b++) {
-    size_t end = b < graph->buffer_count ? program->buffer_offsets[b] : program->block_size;
-    for (size_t i = begin; i < end; i++)
-      if (block[i] != GUARD_PATTERN)
-        return attn_diag_error(program->run_diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_GRAPH,
-                               "kernel k%u (%s, run as %s) wrote outside its output buffers, "
-                               "%zu bytes into the block",
-                               s->kernel, attn_kernel_kind_name(graph->kernels[s->kernel].kind),
-                               attn_cpu_step_impl_name(s->impl), i);
-    if (b < graph->buffer_count)
-      begin = program->buffer_offsets[b] + program->buffer_sizes[b];
-  }
-  return ATTN_OK;
-}
-
-static attn_status bind_inputs(attn_cpu_program *program, const attn_interp_args *args) {
-  const attn_graph *graph = program->graph;
-  for (uint32_t s = 0; s < graph->symbol_count; s++)
-    program->symbols[s] = args->symbol_values ? args->symbol_values[s] : -1;
-  ATTN_RETURN_IF_ERROR(
-      attn_interp_bind_inputs(graph, args->inputs, program->symbols, program->run_diag));
-  for (uint32_t i = 0; i < graph->input_count; i++) {
-    uint32_t v = graph->inputs[i].index;
-    if (args->inputs[i].dtype == value_type(graph, graph->inputs[i])->dtype) {
-      program->values[v] = args->inputs[i];
-      program->states[v] = VALUE_BORROWED;
-      continue;
-    }
-    ATTN_RETURN_IF_ERROR(attn_interp_convert_input(graph, i, &args->inputs[i],
-                                                   program->run_allocator, program->run_diag,
-                                                   &program->values[v]));
-    program->states[v] = VALUE_OWNED;
-  }
-  return ATTN_OK;
-}
-
-// Evaluates the leaves that live nodes read: weights, constants, iotas. A weight bound in another
-// dtype is converted the first time its data is seen and kept for later runs.
-static attn_status bind_leaves(attn_cpu_program *program, const attn_interp_args *args) {
-  const attn_graph *graph = program->graph;
-  for (uint32_t n = 1; n < graph->node_count; n++) {
-    const attn_node *node = &graph->nodes[n];
-    uint32_t v = node->outputs ? node->outputs[0].index : 0;
-    if (node->is_dead || !(attn_op_get_info(node->op)->flags & ATTN_OP_LEAF) ||
-        program->use_counts[v] == 0)
-      continue;
-    const attn_tensor *weight = args->weights ? &args->weights[n] : NULL;
-    bool is_weight = node->op == ATTN_OP_WEIGHT && weight && weight->data;
-    if (is_weight && program->weight_sources[n] == weight->data) {
-      program->values[v] = program->converted_weights[n];
-      program->states[v] = VALUE_BORROWED;
-      continue;
-    }
-    attn_allocator allocator = is_weight ? program->backend->allocator : program->run_allocator;
-    bool is_borrowed;
-    attn_tensor output;
-    ATTN_RETURN_IF_ERROR(attn_interp_eval_node(graph, (attn_node_id){n}, NULL, program->symbols,
-                                               weight, allocator, program->run_diag, &output,
-                                               &is_borrowed));
-    program->values[v] = output;
-    program->states[v] = is_borrowed ? VALUE_BORROWED : VALUE_OWNED;
-    if (is_weight && !is_borrowed) {
-      attn_tensor_free(allocator, &program->converted_weights[n]);
-      program->converted_weights[n] = output;
-      program->weight_sources[n] = weight->data;
-      program->states[v] = VALUE_BORROWED;
-    }
-  }
-  return ATTN_OK;
-}
-
-static attn_status missing_value(attn_cpu_program *program, const attn_node *node) {
-  return attn_diag_error(program->run_diag, node->loc, ATTN_ERROR_INVALID_GRAPH,
-                         "%s: reads a value no kernel has computed (an invalid partition)",
-                         attn_op_get_info(node->op)->name);
-}
-
-// Runs the kernel's nodes from `begin` with the reference evaluator, each into its own tensor,
-// then copies the kernel's outputs into their buffers. Outputs go to the buffers only at the
-// end, because the plan may give an output the buffer of an input a later node still reads.
-static attn_status run_reference(attn_cpu_program *program, const attn_kernel_io *io,
-                                 uint32_t kernel, uint32_t begin) {
-  const attn_graph *graph = program->graph;
-  attn_status status = ATTN_OK;
-  for (uint32_t n = begin; n < io->end_node && status == ATTN_OK; n++) {
-    const attn_node *node = &graph->nodes[n];
-    if (node->is_dead || node->kernel != kernel)
-      continue;
-    if (node->input_count > MAX_NODE_INPUTS || node->output_count > MAX_NODE_OUTPUTS)
-      return attn_diag_error(program->run_diag, node->loc, ATTN_ERROR_UNSUPPORTED,
-                             "%s: too many inputs or outputs", attn_op_get_info(node->op)->name);
-    attn_tensor inputs[MAX_NODE_INPUTS], outputs[MAX_NODE_OUTPUTS];
-    for (uint32_t i = 0; i < node->input_count; i++) {
-      if (program->states[node->inputs[i].index] == VALUE_NONE)
-        return missing_value(program, node);
-      inputs[i] = program->values[node->inputs[i].index];
-    }
-    bool is_borrowed;
-    status =
-        attn_interp_eval_node(graph, (attn_node_id){n}, inputs, program->symbols, NULL,
-                              program->run_allocator, program->run_diag, outputs, &is_borrowed);
-    for (uint32_t o = 0; o < node->output_count && status == ATTN_OK; o++) {
-      // Planned values take their buffer back at the end (the plan gives the place again).
-      uint32_t v = node->outputs[o].index;
-      if (program->states[v] == VALUE_OWNED)
-        release(program, v);
-      program->values[v] = outputs[o];
-      program->states[v] = is_borrowed ? VALUE_BORROWED : VALUE_OWNED;
-    }
-  }
-  if (status != ATTN_OK)
-    return status;
-  // Move every output that has a buffer into it; free what the kernel made for itself.
-  for (uint32_t n = begin; n < io->end_node; n++) {
-    const attn_node *node = &graph->nodes[n];
-    if (node->is_dead || node->kernel != kernel)
-      continue;
-    for (uint32_t o = 0; o < node->output_count; o++) {
-      uint32_t v = node->outputs[o].index;
-      uint32_t b = graph->values[v].buffer;
-      if (b == 0 || b >= graph->buffer_count)
-        continue;
-      if (program->states[v] != VALUE_OWNED)
-        continue;
-      attn_tensor result = program->values[v];
-      size_t bytes = 0;
-      attn_tensor_size_bytes(&result, &bytes);
-      void *place = program->buffer_places[b];
-      if (bytes)
-        memmove(place, result.data, bytes);
-      attn_tensor_free(program->run_allocator, &program->values[v]);
-      program->values[v] = result;
-      program->values[v].data = place;
-      program->states[v] = VALUE_BUFFER;
-    }
-  }
-  return ATTN_OK;
-}
-
-static void run_view(attn_cpu_program *program, const attn_kernel_io *io, uint32_t kernel) {
-  const attn_graph *graph = program->graph;
-  for (uint32_t n = io->first_node; n < io->end_node; n++) {
-    const attn_node *node = &graph->nodes[n];
-    if (node->is_dead || node->kernel != kernel)
-      continue;
-    uint32_t in = node->inputs[0].index, out = node->outputs[0].index;
-    attn_tensor view;
-    if (concrete_tensor(program, node->outputs[0], &view) != ATTN_OK)
-      continue; // the reshape's shape was checked when the input was placed
-    view.data = program->values[in].data;
-    if (program->states[out] == VALUE_OWNED)
-      release(program, out);
-    program->values[out] = view;
-    program->states[out] = VALUE_BORROWED;
-  }
-}
-
-// Where a kernel writes `value`: its buffer, or a tensor allocated for the run when the plan
-// gave it none (a result no later kernel reads, say).
-static attn_status output_value(attn_cpu_program *program, attn_value_id value,
-                                attn_tensor **out_tensor) {
-  attn_tensor *tensor = &program->values[value.index];
-  if (program->states[value.index] != VALUE_BUFFER) {
-    attn_tensor shape;
-    ATTN_RETURN_IF_ERROR(concrete_tensor(program, value, &shape));
-    if (attn_tensor_alloc_uninit(program->run_allocator, shape.dtype, shape.rank, shape.dims,
-                                 tensor) != ATTN_OK)
-      return out_of_memory(program);
-    program->states[value.index] = VALUE_OWNED;
-  }
-  *out_tensor = tensor;
-  return ATTN_OK;
-}
-
-static attn_status output_tensor(attn_cpu_program *program, const attn_node *node, uint32_t index,
-                                 attn_tensor **out_tensor) {
-  return output_value(program, node->outputs[index], out_tensor);
-}
-
-// ---- the GEMM step ---------------------------------------------------------------------------
-
-// Element offsets of each batch item of `t` broadcast to the batch dims of `out` (all dims but
-// the last two).
-static void batch_offsets(const attn_tensor *t, const attn_tensor *out, int64_t batch,
-                          int64_t *offsets) {
-  uint32_t out_batch_rank = out->rank - 2;
-  int64_t matrix = t->dims[t->rank - 1] * t->dims[t->rank - 2];
-  int64_t strides[ATTN_MAX_RANK] = {0};
-  int64_t stride = matrix;
-  for (uint32_t d = t->rank - 2; d-- > 0;) {
-    uint32_t od = d + out_batch_rank - (t->rank - 2);
-    strides[od] = t->dims[d] == 1 ? 0 : stride;
-    stride *= t->dims[d];
-  }
-  for (int64_t item = 0; item < batch; item++) {
-    int64_t rest = item, offset = 0;
-    for (uint32_t d = out_batch_rank; d-- > 0;) {
-      offset += (rest % out->dims[d]) * strides[d];
-      rest /= out->dims[d];
-    }
-    offsets[item] = offset;
-  }
-}
-
-// Whether offsets[i] = i * stride for every item (then *out_stride is that stride).
-static bool is_progression(const int64_t *offsets, int64_t batch, int64_t *out_stride) {
-  *out_stride = batch > 1 ? offsets[1] - offsets[0] : 0;
-  for (int64_t i = 0; i < batch; i++)
-    if (offsets[i] != i * *out_stride)
-      return false;
-  return true;
-}
-
-// A batch of GEMMs: one launch when the items' offsets are strides (one taller GEMM when they
-// share the weight), else one launch per item.
-static attn_status run_batched_gemm(attn_cpu_program *program, const gemm_plan *plan,
-                                    const attn_tensor *a, const attn_tensor *b,
-                                    const attn_tensor *out, int64_t batch, attn_gemm_call *call) {
-  int64_t m = call->m, n = call->n;
-  size_t offsets_size = 2 * (size_t)batch * sizeof(int64_t);
-  int64_t *offsets = attn_allocator_alloc(program->run_allocator, offsets_size);
-  if (!offsets)
-    return out_of_memory(program);
-  batch_offsets(a, out, batch, offsets);
-  batch_offsets(b, out, batch, offsets + batch);
-  int64_t stride_a, stride_b;
-  attn_status status = ATTN_OK;
-  if (is_progression(offsets, batch, &stride_a) &&
-      is_progression(offsets + batch, batch, &stride_b)) {
-    if (stride_b == 0 && !plan->spec.transpose_a && stride_a == m * call->lda) {
-      call->m = batch * m; // one weight for every item: one taller GEMM
-    } else {
-      call->batch = batch;
-      call->batch_stride_a = stride_a;
-      call->batch_stride_b = stride_b;
-      call->batch_stride_c = m * n;
-      call->batch_stride_residual = call->residual ? m * n : 0;
-    }
-    status = attn_cpu_gemm_launch(plan->fn, call, program->backend->pool, program->run_diag);
-  } else {
-    // Broadcast patterns no single stride describes: item by item.
-    for (int64_t item = 0; item < batch && status == ATTN_OK; item++) {
-      attn_gemm_call one = *call;
-      one.a += offsets[item];
-      one.b += offsets[batch + item];
-      one.c += item * m * n;
-      one.residual = call->residual ? call->residual + item * m * n : NULL;
-      status = attn_cpu_gemm_launch(plan->fn, &one, program->backend->pool, program->run_diag);
-    }
-  }
-  attn_allocator_free(program->run_allocator, offsets, offsets_size);
-  return status;
-}
-
-static attn_status run_gemm(attn_cpu_program *program, const step *s) {
-  const gemm_plan *plan = &s->gemm;
-  const attn_node *matmul = plan->matmul;
-  if (program->states[matmul->inputs[0].index] == VALUE_NONE ||
-      program->states[matmul->inputs[1].index] == VALUE_NONE)
-    return missing_value(program, matmul);
-  const attn_tensor *a = &program->values[matmul->inputs[0].index];
-  const attn_tensor *b = &program->values[matmul->inputs[1].index];
-  attn_tensor *out;
-  ATTN_RETURN_IF_ERROR(output_value(program, plan->out, &out));
-  int64_t m = out->dims[out->rank - 2], n = out->dims[out->rank - 1];
-  int64_t batch = 1;
-  for (uint32_t d = 0; d + 2 < out->rank; d++)
-    batch *= out->dims[d];
-  attn_gemm_call call = {
-      .a = a->data,
-      .b = b->data,
-      .c = out->data,
-      .m = m,
-      .n = n,
-      .k = plan->spec.transpose_a ? a->dims[a->rank - 2] : a->dims[a->rank - 1],
-      .lda = a->dims[a->rank - 1],
-      .ldb = b->dims[b->rank - 1],
-      .ldc = n,
-      .bias = plan->spec.bias ? program->values[plan->bias.index].data : NULL,
-      .residual = plan->spec.residual ? program->values[plan->residual.index].data : NULL,
-      .ldr = n,
-      .transpose_b = plan->spec.transpose_b,
-      .batch = 1,
-  };
-  ATTN_RETURN_IF_ERROR(
-      batch <= 1 || m == 0 || n == 0
-          ? attn_cpu_gemm_launch(plan->fn, &call, program->backend->pool, program->run_diag)
-          : run_batched_gemm(program, plan, a, b, out, batch, &call));
-  if (plan->rest_begin)
-    ATTN_RETURN_IF_ERROR(
-        run_reference(program, &program->io[s->kernel], s->kernel, plan->rest_begin));
-  return ATTN_OK;
-}
-
-// ---- the attention step ----------------------------------------------------------------------
-
-static attn_status run_attention(attn_cpu_program *program, const step *s) {
-  const attention_plan *plan = &s->attention;
-  const attn_node *node = plan->node;
-  const attn_attention_attrs *attrs = node->attrs;
-  for (uint32_t i = 0; i < node->input_count; i++)
-    if (program->states[node->inputs[i].index] == VALUE_NONE)
-      return missing_value(program, node);
-  const attn_tensor *q = &program->values[node->inputs[0].index];
-  const attn_tensor *k = &program->values[node->inputs[1].index];
-  const attn_tensor *v = &program->values[node->inputs[2].index];
-  attn_tensor *out, *lse = NULL;
-  ATTN_RETURN_IF_ERROR(output_tensor(program, node, 0, &out));
-  if (plan->spec.lse)
-    ATTN_RETURN_IF_ERROR(output_tensor(program, node, 1, &lse));
-  attn_cpu_attention_args args = {
-      .q = q->data,
-      .k = k->data,
-      .v = v->data,
-      .out = out->data,
-      .lse = lse ? lse->data : NULL,
-      .batch = q->dims[0],
-      .heads = q->dims[1],
-      .kv_heads = k->dims[1],
-      .tq = q->dims[2],
-      .tk = k->dims[2],
-      .window = attrs->window,
-      .sinks = attrs->sinks,
-      .scale = attrs->scale != 0 ? attrs->scale : 1.0 / sqrt((double)plan->spec.head_dim),
-      .sigmoid_bias = attrs->sigmoid_bias,
-  };
-  uint32_t base = attrs->has_mask ? 4 : 3;
-  for (uint32_t c = 0; c < plan->spec.capture_count; c++) {
-    const attn_tensor *capture = &program->values[node->inputs[base + c].index];
-    args.captures[c] = capture->data;
-    for (uint32_t d = 0; d < capture->rank; d++)
-      args.capture_dims[c][d] = capture->dims[d];
-  }
-  if (attrs->has_mask) {
-    // The mask's dims, right-aligned to [B, H, Tq, Tk]; a dim of 1 broadcasts.
-    const attn_tensor *mask = &program->values[node->inputs[3].index];
-    args.mask = mask->data;
-    int64_t stride = 1;
-    for (uint32_t d = mask->rank; d-- > 0;) {
-      args.mask_strides[4 - mask->rank + d] = mask->dims[d] == 1 ? 0 : stride;
-      stride *= mask->dims[d];
-    }
-  }
-  attn_cpu_attention_launch_spec launch = attn_attention_spec_launch(&plan->spec);
-  return attn_cpu_attention_launch(plan->fn, &launch, &args, program->backend->pool,
-                                   program->run_allocator, program->run_diag);
-}
-
-// ---- the MLIR step ---------------------------------------------------------------------------
-
-enum { MLIR_MAX_OPERANDS = 64, MLIR_CHUNK_ELEMENTS = 16384 };
-
-typedef struct mlir_call {
-  attn_cpu_kernel_fn fn;
-  void *data[MLIR_MAX_OPERANDS];
-  int64_t dims[MLIR_MAX_OPERANDS * ATTN_MAX_RANK];
-} mlir_call;
-
-static attn_status mlir_chunk(void *ctx, int64_t begin, int64_t end, uint32_t thread_index) {
-  (void)thread_index;
-  const mlir_call *call = ctx;
-  call->fn(call->data, call->dims, begin, end);
-  return ATTN_OK;
-}
-
-// The generated gather clamps indices; bad ones must be reported as the reference evaluator
-// reports them, so they are checked first.
-static attn_status check_gather_indices(attn_cpu_program *program, const attn_kernel_io *io,
-                                        uint32_t kernel) {
-  const attn_graph *graph = program->graph;
-  for (uint32_t n = io->first_node; n < io->end_node; n++) {
-    const attn_node *node = &graph->nodes[n];
-    if (node->is_dead || node->kernel != kernel || node->op != ATTN_OP_GATHER)
-      continue;
-    const attn_tensor *data = &program->values[node->inputs[0].index];
-    const attn_tensor *indices = &program->values[node->inputs[1].index];
-    if (!data->data || !indices->data)
-      continue; // computed inside the kernel: the generated code sees them
-    const attn_axis_attrs *attrs = node->attrs;
-    int64_t axis = attrs->axis < 0 ? attrs->axis + data->rank : attrs->axis;
-    int64_t dim = data->dims[axis], count = attn_tensor_element_count(indices);
-    for (int64_t i = 0; i < count; i++) {
-      int64_t index = indices->dtype == ATTN_DTYPE_I64   ? ((const int64_t *)indices->data)[i]
-                      : indices->dtype == ATTN_DTYPE_I32 ? ((const int32_t *)indices->data)[i]
-                                                         : (int64_t)attn_tensor_get_f64(indices, i);
-      if (index < -dim || index >= dim)
-        return attn_diag_error(program->run_diag, node->loc, ATTN_ERROR_INVALID_ARGUMENT,
-                               "gather: index %" PRId64 " (element %" PRId64
-                               " of the indices) is out of range for axis %" PRId64
-                               " of size %" PRId64,
-                               index, i, axis, dim);
-    }
-  }
-  return ATTN_OK;
-}
-
-static attn_status run_mlir(attn_cpu_program *program, const step *s) {
-  const attn_kernel_io *io = &program->io[s->kernel];
-  uint32_t operands = io->input_count + io->output_count;
-  if (operands > MLIR_MAX_OPERANDS)
-    return attn_diag_error(program->run_diag, ATTN_LOC_NONE, ATTN_ERROR_UNSUPPORTED,
-                           "kernel k%u has %u operands; the cpu backend passes at most %d",
-                           s->kernel, operands, MLIR_MAX_OPERANDS);
-  mlir_call call = {.fn = s->mlir_fn};
-  uint32_t dim_count = 0;
-  for (uint32_t i = 0; i < operands; i++) {
-    bool is_input = i < io->input_count;
-    attn_value_id value = is_input ? io->inputs[i] : io->outputs[i - io->input_count];
-    if (is_input && program->states[value.index] == VALUE_NONE)
-      return missing_value(program, &program->graph->nodes[io->first_node]);
-    attn_tensor *tensor = &program->values[value.index];
-    if (!is_input)
-      ATTN_RETURN_IF_ERROR(output_value(program, value, &tensor));
-    call.data[i] = tensor->data;
-    for (uint32_t d = 0; d < tensor->rank; d++)
-      call.dims[dim_count++] = tensor->dims[d];
-  }
-  if (program->graph->kernels[s->kernel].kind == ATTN_KERNEL_GATHER)
-    ATTN_RETURN_IF_ERROR(check_gather_indices(program, io, s->kernel));
-  const attn_tensor *first = &program->values[io->outputs[0].index];
-  int64_t rows = 1;
-  for (uint32_t d = 0; d < s->mlir.parallel_rank && d < first->rank; d++)
-    rows *= first->dims[d];
-  int64_t elements = attn_tensor_element_count(first);
-  int64_t row_elements = rows > 0 ? elements / rows : 0;
-  int64_t grain = row_elements > 0 ? MLIR_CHUNK_ELEMENTS / row_elements : rows;
-  return attn_pool_parallel_for(program->backend->pool, rows, grain < 1 ? 1 : grain, mlir_chunk,
-                                &call);
-}
-
-// ---- the top-k step ----------------------------------------------------------------------------
-
-static attn_status run_topk(attn_cpu_program *program, const step *s) {
-  const attn_node *node = &program->graph->nodes[program->io[s->kernel].first_node];
-  const attn_topk_attrs *attrs = node->attrs;
-  if (program->states[node->inputs[0].index] == VALUE_NONE)
-    return missing_value(program, node);
-  const attn_tensor *x = &program->values[node->inputs[0].index];
-  int64_t axis = attrs->axis < 0 ? attrs->axis + x->rank : attrs->axis;
-  int64_t outer = 1, inner = 1, n = x->dims[axis];
-  for (int64_t d = 0; d < axis; d++)
-    outer *= x->dims[d];
-  for (uint32_t d = (uint32_t)axis + 1; d < x->rank; d++)
-    inner *= x->dims[d];
-  if (attrs->k > n)
-    return attn_diag_error(program->run_diag, node->loc, ATTN_ERROR_INVALID_ARGUMENT,
-                           "topk: k = %" PRId64 " exceeds the %" PRId64
-                           " elements of axis %" PRId64,
-                           attrs->k, n, axis);
-  attn_tensor *values, *indices;
-  ATTN_RETURN_IF_ERROR(output_tensor(program, node, 0, &values));
-  ATTN_RETURN_IF_ERROR(output_tensor(program, node, 1, &indices));
-  return attn_cpu_topk_f32(x->data, outer, n, inner, attrs->k, attrs->largest, values->data,
-                           indices->data, program->backend->pool, program->run_allocator,
-                           program->run_diag);
-}
-
-static attn_status run_step(attn_cpu_program *program, step *s) {
-  const attn_kernel_io *io = &program->io[s->kernel];
-  switch (s->impl) {
-  case ATTN_CPU_STEP_VIEW:
-    run_view(program, io, s->kernel);
-    return ATTN_OK;
-  case ATTN_CPU_STEP_GEMM:
-    return run_gemm(program, s);
-  case ATTN_CPU_STEP_ATTENTION:
-    return run_attention(program, s);
-  case ATTN_CPU_STEP_MLIR:
-    return run_mlir(program, s);
-  case ATTN_CPU_STEP_TOPK:
-    return run_topk(program, s);
-  case ATTN_CPU_STEP_REFERENCE:
-  case ATTN_CPU_STEP_IMPL_COUNT:
-    break;
-  }
-  return run_reference(program, io, s->kernel, io->first_node);
-}
-
-static attn_status take_outputs(attn_cpu_program *program, attn_tensor *out_outputs) {
-  const attn_graph *graph = program->graph;
-  for (uint32_t i = 0; i < graph->output_count; i++) {
-    uint32_t v = graph->outputs[i].index;
-    if (program->states[v] == VALUE_NONE)
-      return attn_diag_error(program->run_diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_GRAPH,
-                             "output '%s' is not computed (an invalid partition)",
-                             graph->output_names[i]);
-    const attn_tensor *value = &program->values[v];
-    if (out_outputs[i].data && out_outputs[i].data == value->data)
-      continue; // computed in place (place_buffers)
-    if (attn_tensor_alloc_uninit(program->run_allocator, value->dtype, value->rank, value->dims,
-                                 &out_outputs[i]) != ATTN_OK)
-      return out_of_memory(program);
-    size_t bytes = 0;
-    if (attn_tensor_size_bytes(value, &bytes) && bytes)
-      memcpy(out_outputs[i].data, value->data, bytes);
-  }
-  return ATTN_OK;
-}
-
-static attn_status run(attn_cpu_program *program, const attn_interp_args *args,
-                       attn_tensor *out_outputs) {
-  ATTN_RETURN_IF_ERROR(bind_inputs(program, args));
-  ATTN_RETURN_IF_ERROR(place_buffers(program, out_outputs));
-  ATTN_RETURN_IF_ERROR(bind_leaves(program, args));
-  for (uint32_t i = 0; i < program->step_count; i++) {
-    step *s = &program->steps[i];
-    double start = seconds_now();
-    ATTN_RETURN_IF_ERROR(run_step(program, s));
-    s->run_seconds += seconds_now() - start;
-    s->runs++;
-    if (program->backend->options.guard_bands)
-      ATTN_RETURN_IF_ERROR(check_guards(program, s));
-  }
-  return take_outputs(program, out_outputs);
-}
-
 attn_status attn_cpu_program_run(attn_cpu_program *program, const attn_interp_args *args,
                                  attn_allocator allocator, attn_diag *diag,
                                  attn_tensor *out_outputs) {
-  const attn_graph *graph = program->graph;
-  memset(out_outputs, 0, graph->output_count * sizeof(*out_outputs));
-  program->run_allocator = allocator;
-  program->run_diag = diag;
-  memset(program->states, 0, graph->value_count * sizeof(*program->states));
-  attn_status status = run(program, args, out_outputs);
-  if (status != ATTN_OK)
-    for (uint32_t i = 0; i < graph->output_count; i++)
-      attn_tensor_free(allocator, &out_outputs[i]);
-  for (uint32_t v = 1; v < graph->value_count; v++)
-    release(program, v);
-  return status;
+  // Weights come by node id; the plan takes them by constant.
+  for (uint32_t c = 0; c < program->plan.constant_count; c++) {
+    uint32_t node = program->constant_nodes[c];
+    program->run_constants[c] = args->weights && program->graph->nodes[node].op == ATTN_OP_WEIGHT
+                                    ? args->weights[node]
+                                    : (attn_tensor){0};
+  }
+  attn_exec_args exec_args = {
+      .inputs = args->inputs,
+      .symbols = args->symbol_values,
+      .constants = program->run_constants,
+  };
+  return attn_exec_run(program->exec, &exec_args, allocator, diag, out_outputs);
 }

@@ -11,6 +11,7 @@
 #include "ir/interp.h"
 #include "ir/ir.h"
 #include "runtime/base/diag.h"
+#include "runtime/exec/plan.h"
 
 typedef struct attn_cpu_backend attn_cpu_backend;
 
@@ -74,7 +75,14 @@ attn_status attn_cpu_program_run(attn_cpu_program *program, const attn_interp_ar
                                  attn_allocator allocator, attn_diag *diag,
                                  attn_tensor *out_outputs) ATTN_MUST_USE;
 
-// What one step is and what it has cost so far.
+// The plan the program lowered the graph to (runtime/exec/plan.h): what an artifact stores.
+// Its values are the graph's, index for index; its functions are the JIT's. Constants of WEIGHT
+// nodes have no data: runs take them from their arguments.
+const attn_plan *attn_cpu_program_plan(const attn_cpu_program *program);
+// The node of the plan's constant `constant` (a WEIGHT or CONSTANT node).
+uint32_t attn_cpu_program_constant_node(const attn_cpu_program *program, uint32_t constant);
+
+// What one step of the plan is and what it has cost so far.
 typedef struct attn_cpu_step_info {
   uint32_t kernel;
   attn_kernel_kind kind;
