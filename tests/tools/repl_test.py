@@ -116,6 +116,12 @@ def test_multiline_def_let_and_repeat(attnc):
     got = results(out)
     if not np.allclose(got["h"], (X * 2 * 0.125).ravel()):
         fail(f"h {got['h']}", out)
+    # Declaring x again re-runs the session on the new data; a failing rebinding changes
+    # nothing.
+    rebound = session(attnc, [X_LINE, "h = mul(x, 2.0)", ":input x f32[2, 3] = ones",
+                              ":input x f32[2, 3] = [1, 2]", ":print h"], expect=1)
+    expect_in(rebound, "h: f32[2, 3] [2, 2, 2, 2, 2, 2]", "the list has 2 values",
+              "  min 2  max 2  mean 2  std 0")
     if not np.allclose(got["first"], X[:, :1].ravel()) or not np.allclose(got["rest"],
                                                                            X[:, 1:].ravel()):
         fail("split results", out)
@@ -259,12 +265,13 @@ def test_pty(attnc, work):
     os.write(fd, b"  return exp(a)\r}\rw = f(x)\r")
     read_until(fd, "w: f32[3] [2.71828", output)
     os.write(fd, b":quit\r")
-    _, status = os.waitpid(pid, 0)
+    # Everything up to the end (a sanitizer report comes last), then the exit status.
     try:
-        while os.read(fd, 4096):
-            pass
-    except OSError:
+        while chunk := os.read(fd, 4096):
+            output[0] += chunk.decode(errors="replace")
+    except OSError:  # EIO once the session has closed the terminal
         pass
+    _, status = os.waitpid(pid, 0)
     check_clean(output[0])
     print(output[0])
     if os.waitstatus_to_exitcode(status) != 0:

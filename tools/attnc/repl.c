@@ -1087,8 +1087,9 @@ static attn_status command_input(repl *r, char *args) {
     session_deinit(&next, r->allocator);
     return fail(r, status, "out of memory");
   }
-  print_result(name_text, &find_input(&next, name_text)->tensor);
-  return commit_rerun(r, &next, true);
+  ATTN_RETURN_IF_ERROR(commit_rerun(r, &next, false));
+  print_result(name_text, &find_input(&r->session, name_text)->tensor);
+  return ATTN_OK;
 }
 
 // ---- :print ----------------------------------------------------------------------------------
@@ -1317,7 +1318,7 @@ static attn_status load_graph(repl *r, char *chunk, const char *origin, uint32_t
     status = split_top_level(r, ret + 6, collect_piece, &returned);
   }
   if (status == ATTN_OK) {
-    // Keep the body's lines where they were, for messages; drop its indentation.
+    // The body's lines as written (indentation included), so columns in messages hold.
     text_append(&text, "%s", body);
     if (returned.count == 1 && names.count > 1) {
       for (size_t i = 0; i < names.count; i++)
@@ -1435,8 +1436,10 @@ static attn_status run_command(repl *r, char *line, bool *out_quit) {
   size_t length = 0;
   while (is_ident_char(name[length]))
     length++;
+  if (name[length] != '\0' && !isspace((unsigned char)name[length]))
+    return fail(r, ATTN_ERROR_INVALID_ARGUMENT, "unknown command '%s'; :help lists them", line);
   char *args = trim(name + length);
-  name[length] = '\0'; // args start after it (trim skipped at least the separator or none)
+  name[length] = '\0'; // a blank or the end: args start after it
 #define IS(word) (strcmp(name, word) == 0)
   if (IS("quit") || IS("q") || IS("exit")) {
     *out_quit = true;
@@ -1541,7 +1544,11 @@ static attn_status handle_chunk(repl *r, char *chunk, const char *origin, uint32
                   "a whole graph is loaded with :load FILE; enter its statements one by one");
     return load_graph(r, start, origin, line);
   }
-  repl_source source = {start, (char *)origin, line};
+  // From the start of its line, so that columns in messages count the indentation too.
+  char *line_start = start;
+  while (line_start > chunk && line_start[-1] != '\n')
+    line_start--;
+  repl_source source = {line_start, (char *)origin, line};
   if (strcmp(word, "let") == 0 || strcmp(word, "def") == 0)
     return add_item(r, &source);
   return execute(r, &source, false, in_file);
@@ -1656,7 +1663,10 @@ static int repl_main(repl *r, const char *initial_file) {
     if (is_terminal && *trim(statement))
       add_history(statement);
     bool quit = false;
-    attn_status status = handle_chunk(r, statement, "input", line, false, &quit);
+    attn_status status =
+        open_brackets(statement) > 0
+            ? fail(r, ATTN_ERROR_PARSE, "input:%u: the input ended inside an open bracket", line)
+            : handle_chunk(r, statement, "input", line, false, &quit);
     free(statement);
     // Errors from commands were recorded but not yet printed; statements printed theirs.
     if (status != ATTN_OK)
