@@ -31,11 +31,15 @@ typedef struct attn_command {
   int (*main)(int argc, char **argv);
 } attn_command;
 
+// clang-format off
 static const attn_command commands[] = {
-    {"run", attn_tool_run},   {"bench", attn_tool_bench},
-    {"opt", attn_tool_opt},   {"init-weights", attn_tool_init_weights},
+    {"run", attn_tool_run},
+    {"bench", attn_tool_bench},
+    {"opt", attn_tool_opt},
+    {"init-weights", attn_tool_init_weights},
     {"repl", attn_tool_repl},
 };
+// clang-format on
 
 int main(int argc, char **argv) {
   // Keep freed memory in the heap rather than handing it back to the system: a run allocates
