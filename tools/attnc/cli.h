@@ -20,6 +20,7 @@ int attn_tool_run(int argc, char **argv);
 int attn_tool_bench(int argc, char **argv);
 int attn_tool_opt(int argc, char **argv);
 int attn_tool_init_weights(int argc, char **argv);
+int attn_tool_repl(int argc, char **argv);
 
 // ---- command lines ---------------------------------------------------------------------------
 

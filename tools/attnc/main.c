@@ -21,6 +21,7 @@ static const char usage[] =
     "  bench         time a model's runs and each of its kernels\n"
     "  opt           print the flat IR a model description expands to\n"
     "  init-weights  write deterministic random weights for a model\n"
+    "  repl          an interactive session: .attn statements compiled and run as entered\n"
     "\n"
     "  -h, --help    this text; 'attnc COMMAND --help' describes a command\n"
     "  --version     the version\n";
@@ -30,12 +31,15 @@ typedef struct attn_command {
   int (*main)(int argc, char **argv);
 } attn_command;
 
+// clang-format off
 static const attn_command commands[] = {
     {"run", attn_tool_run},
     {"bench", attn_tool_bench},
     {"opt", attn_tool_opt},
     {"init-weights", attn_tool_init_weights},
+    {"repl", attn_tool_repl},
 };
+// clang-format on
 
 int main(int argc, char **argv) {
   // Keep freed memory in the heap rather than handing it back to the system: a run allocates
