@@ -338,7 +338,7 @@ static attn_status write_file(writer *w, const unsigned char *header, size_t hea
   for (size_t i = 0; ok && i < w->blob_count; i++) {
     const pending_blob *blob = &w->blobs[i];
     ok = write_zeros(out, blob->offset - at) &&
-         fwrite(blob->bytes, 1, blob->size, out) == blob->size;
+         (blob->size == 0 || fwrite(blob->bytes, 1, blob->size, out) == blob->size);
     at = blob->offset + blob->size;
   }
   int error = ok ? 0 : errno;
