@@ -2,16 +2,22 @@
 // an artifact that opens, its plan validates again, every dim evaluates (or refuses) without
 // looping, and the code and every constant lie inside the input. External weights are looked
 // for in a directory that does not exist, so the input alone decides the result.
+//
+// Each input is opened twice: as given, and with its header checksum made right and the
+// constants' checksums skipped, so that mutations reach the header's decoding and the plan's
+// checks instead of stopping at a checksum mismatch.
 #include <stdlib.h>
 #include <string.h>
 
 #include "fuzz.h"
 #include "fuzz_util.h"
 #include "runtime/artifact/artifact.h"
+#include "runtime/artifact/format.h"
 
 typedef struct input {
   const uint8_t *data;
   size_t size;
+  bool skip_constant_checksums;
 } input;
 
 static bool inside(const input *in, const void *bytes, size_t size) {
@@ -23,8 +29,9 @@ static bool inside(const input *in, const void *bytes, size_t size) {
 static attn_status open_image(const void *context, attn_allocator allocator, attn_diag *diag) {
   const input *in = context;
   attn_artifact *artifact;
+  attn_artifact_open_options options = {.skip_constant_checksums = in->skip_constant_checksums};
   attn_status status = attn_artifact_open_memory(in->data, in->size, "/nonexistent-attnx-fuzz",
-                                                 NULL, allocator, diag, &artifact);
+                                                 &options, allocator, diag, &artifact);
   if (status != ATTN_OK)
     return status;
   const attn_plan *plan = attn_artifact_plan(artifact);
@@ -58,7 +65,25 @@ static attn_status open_image(const void *context, attn_allocator allocator, att
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  input in = {data, size};
+  input in = {data, size, false};
   attn_fuzz_check(open_image, &in, size);
+
+  if (size < ATTN_ARTIFACT_PREFIX_SIZE)
+    return 0;
+  uint64_t header_size = 0;
+  for (int i = 0; i < 8; i++)
+    header_size |= (uint64_t)data[16 + i] << (8 * i);
+  if (header_size > size - ATTN_ARTIFACT_PREFIX_SIZE)
+    return 0;
+  uint8_t *fixed = malloc(size);
+  if (!fixed)
+    abort();
+  memcpy(fixed, data, size);
+  uint64_t checksum = attn_artifact_checksum(fixed + ATTN_ARTIFACT_PREFIX_SIZE, header_size);
+  for (int i = 0; i < 8; i++)
+    fixed[24 + i] = (uint8_t)(checksum >> (8 * i));
+  in = (input){fixed, size, true};
+  attn_fuzz_check(open_image, &in, size);
+  free(fixed);
   return 0;
 }
