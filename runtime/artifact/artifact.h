@@ -51,7 +51,8 @@ attn_status attn_artifact_open(const char *path, const attn_artifact_open_option
                                attn_artifact **out) ATTN_MUST_USE;
 // The same over `size` bytes at `data` that outlive the artifact (an artifact linked into a
 // program). `dir` resolves external weight files (NULL: the current directory). Messages name
-// the artifact "<memory>".
+// the artifact "<memory>". Embedded constants are as aligned as `data` is up to 64 bytes: give
+// 64-byte aligned bytes (a file's mapping is) for constants aligned for any element type.
 attn_status attn_artifact_open_memory(const void *data, size_t size, const char *dir,
                                       const attn_artifact_open_options *options,
                                       attn_allocator allocator, attn_diag *diag,
