@@ -315,6 +315,11 @@ attn_status attn_plan_validate(const attn_plan *plan, attn_diag *diag) {
         validate_operands(plan, s, step->inputs, step->input_count, "input", diag));
     ATTN_RETURN_IF_ERROR(
         validate_operands(plan, s, step->outputs, step->output_count, "output", diag));
+    // Top-k's axis is normalised by the compiler; the routine indexes the input's dims with it.
+    if (step->kind == ATTN_PLAN_STEP_TOPK &&
+        step->u.topk.axis >= (int64_t)plan->values[step->inputs[0]].rank)
+      return plan_fault(diag, "step %u (topk) has axis %lld of a rank-%u input", s,
+                        (long long)step->u.topk.axis, plan->values[step->inputs[0]].rank);
   }
   return ATTN_OK;
 }

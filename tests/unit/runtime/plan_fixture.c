@@ -10,7 +10,8 @@ static attn_plan_value value(attn_dtype dtype, uint32_t rank, const int64_t *dim
   memset(&v, 0, sizeof(v));
   v.dtype = dtype;
   v.rank = rank;
-  memcpy(v.dims, dims, rank * sizeof(int64_t));
+  if (rank > 0)
+    memcpy(v.dims, dims, rank * sizeof(int64_t));
   v.storage = storage;
   v.index = index;
   return v;

@@ -211,6 +211,9 @@ static void gather_check_value_out_of_range(plan_fixture *f) {
 static void topk_with_one_output(plan_fixture *f) {
   f->steps[4].output_count = 1;
 }
+static void topk_axis_out_of_range(plan_fixture *f) {
+  f->steps[4].u.topk.axis = 2;
+}
 static void step_input_out_of_range(plan_fixture *f) {
   *operand_at(f, &f->steps[2].inputs[4]) = PLAN_FIXTURE_VALUES;
 }
@@ -257,6 +260,7 @@ static const fault faults[] = {
     {"kernel without outputs", kernel_without_outputs, "has no output"},
     {"gather check out of range", gather_check_value_out_of_range, "gather check 0 reads"},
     {"topk with one output", topk_with_one_output, "not 1 and 2"},
+    {"topk axis out of range", topk_axis_out_of_range, "axis 2 of a rank-2 input"},
     {"step input out of range", step_input_out_of_range, "step 2: input 4 is value 18"},
     {"step output out of range", step_output_out_of_range, "step 5: output 0 is value 1000"},
     {"step operands missing", step_operands_missing, "but no table"},
