@@ -1,5 +1,7 @@
 // Unit tests for runtime/tensor/json: every kind of value, every escape, exact integers, the
-// depth and value limits, malformed input refused at the right byte, and allocation failures.
+// depth and value limits, malformed input refused at the right byte, allocation failures, and
+// safetensors headers read through it. The executable links attn_tensor_io alone, so it also
+// shows that reading safetensors needs no JSON library.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +13,7 @@
 #include <cmocka.h>
 
 #include "runtime/tensor/json.h"
+#include "runtime/tensor/safetensors.h"
 #include "runtime_test_util.h"
 
 // A test's document: `text` parsed with `limits` (NULL: defaults) and a counting allocator,
@@ -391,6 +394,125 @@ static void json_survives_allocation_failures(void **state) {
   assert_true(test_allocation_failure_sweep(parse_scenario, text) >= 2);
 }
 
+// A safetensors image: the length, `header` padded with spaces to a multiple of 8, then
+// `data_size` bytes of `data`. Returns a malloc'ed buffer.
+static unsigned char *make_image(const char *header, const void *data, size_t data_size,
+                                 size_t *out_size) {
+  size_t length = strlen(header), padded = (length + 7) / 8 * 8;
+  unsigned char *bytes = calloc(1, 8 + padded + data_size);
+  assert_non_null(bytes);
+  for (int i = 0; i < 8; i++)
+    bytes[i] = (unsigned char)((unsigned long long)padded >> (8 * i));
+  memcpy(bytes + 8, header, length);
+  memset(bytes + 8 + length, ' ', padded - length);
+  memcpy(bytes + 8 + padded, data, data_size);
+  *out_size = 8 + padded + data_size;
+  return bytes;
+}
+
+static attn_status open_image(const char *header, const void *data, size_t data_size,
+                              attn_diag *diag, attn_safetensors **out_file,
+                              unsigned char **out_bytes) {
+  size_t size;
+  *out_bytes = make_image(header, data, data_size, &size);
+  return attn_safetensors_open_memory(*out_bytes, size, "j.safetensors", attn_allocator_system(),
+                                      diag, out_file);
+}
+
+static void safetensors_header_escapes_and_refusals(void **state) {
+  (void)state;
+  attn_diag diag;
+  attn_diag_init(&diag, attn_allocator_system());
+  const int32_t values[] = {7, 8};
+  attn_safetensors *file;
+  unsigned char *bytes;
+  // Escaped names decode to their UTF-8, integers may be spelled 4.0 or 0.4e1, and unknown
+  // fields are ignored, as the reference reader does.
+  assert_int_equal(
+      open_image("{\"caf\\u00e9\":{\"dtype\":\"I32\",\"shape\":[1],\"data_offsets\":[0,4.0]},"
+                 "\"\\ud83d\\ude00\\t\":{\"dtype\":\"I32\",\"shape\":[1e0],"
+                 "\"data_offsets\":[0.4e1,8],\"extra\":{\"x\":[null]}}}",
+                 values, sizeof(values), &diag, &file, &bytes),
+      ATTN_OK);
+  attn_tensor view;
+  assert_true(attn_safetensors_find(file, "caf\xc3\xa9", &view));
+  assert_int_equal(*(int32_t *)view.data, 7);
+  assert_true(attn_safetensors_find(file, "\xf0\x9f\x98\x80\t", &view));
+  assert_int_equal(*(int32_t *)view.data, 8);
+  attn_safetensors_close(file);
+  free(bytes);
+
+  static const struct {
+    const char *header;
+    const char *message;
+  } refused[] = {
+      {"{\"a\\u0000b\":{\"dtype\":\"I32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+       "the name contains a NUL character"},
+      {"{\"a\":{\"dtype\":\"I32\",\"dtype\":\"I8\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+       "tensor 'a': \"dtype\" appears twice"},
+      {"{\"a\":{\"dtype\":\"I32\",\"shape\":[1],\"data_offsets\":[0,4],\"shape\":[4]}}",
+       "tensor 'a': \"shape\" appears twice"},
+      {"{\"a\":{\"dtype\":\"I32\",\"shape\":[9223372036854775808],\"data_offsets\":[0,4]}}",
+       "dimension 0 of \"shape\" is too large"},
+      {"{\"a\":\"\\ud800\"}", "header is not valid JSON: a high surrogate"},
+      {"{\"a\":{},}", "header is not valid JSON: expected a string key (at byte 8 of the header)"},
+  };
+  for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+    file = (attn_safetensors *)1;
+    assert_int_equal(open_image(refused[i].header, values, sizeof(values), &diag, &file, &bytes),
+                     ATTN_ERROR_PARSE);
+    assert_null(file);
+    test_assert_error(&diag, "j.safetensors", refused[i].message);
+    free(bytes);
+  }
+  char *deep = nested_arrays(ATTN_JSON_DEFAULT_MAX_DEPTH + 1);
+  assert_int_equal(open_image(deep, values, sizeof(values), &diag, &file, &bytes),
+                   ATTN_ERROR_PARSE);
+  test_assert_error(
+      &diag, "j.safetensors",
+      "header is refused: nested more deeply than allowed (at byte 64 of the header)");
+  free(bytes);
+  free(deep);
+  attn_diag_deinit(&diag);
+}
+
+static void safetensors_writer_escapes_what_the_reader_decodes(void **state) {
+  (void)state;
+  const char *dir = test_make_temp_dir();
+  const char *path = test_join(dir, "e.safetensors");
+  attn_allocator allocator = attn_allocator_system();
+  attn_diag diag;
+  attn_diag_init(&diag, allocator);
+  int8_t values[] = {1, 2, 3};
+  const char *names[] = {"q\"b\\s/\b\f\n\r\t", "ctl\x01\x1f\x7f", "caf\xc3\xa9 \xf0\x9f\x98\x80"};
+  attn_named_tensor tensors[3];
+  for (int i = 0; i < 3; i++)
+    tensors[i] = (attn_named_tensor){names[i], {ATTN_DTYPE_I8, 1, {1}, &values[i]}};
+  assert_int_equal(attn_safetensors_write(path, tensors, 3, allocator, &diag), ATTN_OK);
+  size_t size;
+  char *raw = test_read_file(path, &size);
+  // JSON's short escapes where it has them, \u00XX for the other control characters.
+  assert_non_null(strstr(raw + 8, "\"q\\\"b\\\\s/\\b\\f\\n\\r\\t\""));
+  assert_non_null(strstr(raw + 8, "\"ctl\\u0001\\u001f\x7f\""));
+  free(raw);
+  attn_safetensors *file;
+  assert_int_equal(attn_safetensors_open(path, allocator, &diag, &file), ATTN_OK);
+  for (int i = 0; i < 3; i++) {
+    attn_tensor view;
+    assert_true(attn_safetensors_find(file, names[i], &view));
+    assert_int_equal(*(int8_t *)view.data, values[i]);
+  }
+  attn_safetensors_close(file);
+
+  // Bytes that are not UTF-8 cannot be written as JSON at all.
+  attn_named_tensor bad = {"bad\xff", {ATTN_DTYPE_I8, 1, {1}, values}};
+  assert_int_equal(attn_safetensors_write(path, &bad, 1, allocator, &diag),
+                   ATTN_ERROR_INVALID_ARGUMENT);
+  test_assert_error(&diag, path, "tensor 0: the name is not valid UTF-8");
+  attn_diag_deinit(&diag);
+  test_remove_temp_dir(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(json_reads_every_kind_of_value),
@@ -400,6 +522,8 @@ int main(void) {
       cmocka_unit_test(json_refuses_malformed_input_at_its_offset),
       cmocka_unit_test(json_checks_utf8),
       cmocka_unit_test(json_survives_allocation_failures),
+      cmocka_unit_test(safetensors_header_escapes_and_refusals),
+      cmocka_unit_test(safetensors_writer_escapes_what_the_reader_decodes),
   };
   return cmocka_run_group_tests_name("runtime/json", tests, NULL, NULL);
 }
