@@ -2,8 +2,9 @@
 // Layout: an 8-byte little-endian header length N, N bytes of JSON mapping each tensor name to
 // {"dtype", "shape", "data_offsets": [begin, end]} (offsets relative to the data that follows
 // the header), and an optional "__metadata__" string map. Everything is validated at open;
-// afterwards views are handed out without further checks. cJSON's tree lives only during open:
-// what we keep (names, types, offsets) is copied into memory from the injected allocator.
+// afterwards views are handed out without further checks. The header is read with the runtime's
+// own JSON reader (json.h), so programs that load weights need no JSON library; its document
+// lives only during open: what we keep (names, types, offsets) is copied into the arena.
 #include "runtime/tensor/safetensors.h"
 
 #include <errno.h>
@@ -15,18 +16,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
-
 #include "runtime/base/arena.h"
 #include "runtime/tensor/io.h"
+#include "runtime/tensor/json.h"
 #include "runtime/tensor/name_table.h"
 
 // The reference implementation refuses headers above this size; so do we, which also bounds
-// what a hostile file can make cJSON allocate.
+// what a hostile file can make the JSON reader allocate.
 #define SAFETENSORS_MAX_HEADER_BYTES 100000000ull
-
-// Doubles hold every integer up to 2^53; offsets and dims beyond it are refused.
-#define JSON_MAX_EXACT_INTEGER 9007199254740992.0
 
 typedef struct st_entry {
   const char *name; // in the arena
@@ -66,22 +63,22 @@ static const char *safetensors_dtype_name(attn_dtype dtype) {
 }
 
 // Reads a JSON number that must be a non-negative integer. Returns NULL on success, else what
-// is wrong with it.
-static const char *json_uint(const cJSON *item, uint64_t *out_value) {
-  if (!cJSON_IsNumber(item))
+// is wrong with it. Dims are int64_t, hence the bound; offsets never come near it.
+static const char *json_uint(const attn_json_document *document, const attn_json_value *item,
+                             uint64_t *out_value) {
+  switch (attn_json_get_uint64(document, item, INT64_MAX, out_value)) {
+  case ATTN_JSON_INTEGER_OK:
+    return NULL;
+  case ATTN_JSON_INTEGER_NOT_NUMBER:
     return "is not a number";
-  double value = item->valuedouble;
-  if (value != value)
-    return "is not a number";
-  if (value < 0)
-    return "is negative";
-  if (value > JSON_MAX_EXACT_INTEGER)
-    return "is too large";
-  uint64_t integer = (uint64_t)value;
-  if ((double)integer != value)
+  case ATTN_JSON_INTEGER_NOT_INTEGER:
     return "is not an integer";
-  *out_value = integer;
-  return NULL;
+  case ATTN_JSON_INTEGER_NEGATIVE:
+    return "is negative";
+  case ATTN_JSON_INTEGER_TOO_LARGE:
+    return "is too large";
+  }
+  return "is not a number";
 }
 
 static void format_dims(uint32_t rank, const int64_t *dims, char *buffer, size_t size) {
@@ -93,77 +90,101 @@ static void format_dims(uint32_t rank, const int64_t *dims, char *buffer, size_t
     snprintf(buffer + used, size - used, "]");
 }
 
-static attn_status check_metadata(attn_safetensors *file, const cJSON *metadata, attn_diag *diag) {
+static attn_status check_metadata(attn_safetensors *file, const attn_json_document *document,
+                                  const attn_json_value *metadata, attn_diag *diag) {
   attn_loc loc = {file->path, 0, 0};
-  if (!cJSON_IsObject(metadata))
+  if (metadata->kind != ATTN_JSON_OBJECT)
     return attn_diag_error(diag, loc, ATTN_ERROR_PARSE, "\"__metadata__\" is not a JSON object");
-  const cJSON *item;
-  cJSON_ArrayForEach(item, metadata) {
-    if (!cJSON_IsString(item))
+  for (const attn_json_value *item = attn_json_first(document, metadata); item;
+       item = attn_json_next(document, item)) {
+    if (item->kind != ATTN_JSON_STRING)
       return attn_diag_error(diag, loc, ATTN_ERROR_PARSE,
-                             "\"__metadata__\" entry '%s' is not a string", item->string);
+                             "\"__metadata__\" entry '%s' is not a string",
+                             attn_json_key(document, item, NULL));
+  }
+  return ATTN_OK;
+}
+
+// The entry's field `key`, or NULL when absent. A field given twice is refused, as the reference
+// reader does, rather than silently taking one of the two.
+static attn_status get_field(attn_safetensors *file, const attn_json_document *document,
+                             const attn_json_value *item, const char *name, const char *key,
+                             attn_diag *diag, const attn_json_value **out_field) {
+  *out_field = attn_json_get(document, item, key);
+  for (const attn_json_value *other = *out_field ? attn_json_next(document, *out_field) : NULL;
+       other; other = attn_json_next(document, other)) {
+    size_t length;
+    const char *other_key = attn_json_key(document, other, &length);
+    if (length == strlen(key) && memcmp(other_key, key, length) == 0)
+      return attn_diag_error(diag, (attn_loc){file->path, 0, 0}, ATTN_ERROR_PARSE,
+                             "tensor '%s': \"%s\" appears twice", name, key);
   }
   return ATTN_OK;
 }
 
 // Validates one header entry and fills `entry` (name not yet set).
-static attn_status parse_entry(attn_safetensors *file, const cJSON *item, size_t data_size,
-                               attn_diag *diag, st_entry *entry) {
+static attn_status parse_entry(attn_safetensors *file, const attn_json_document *document,
+                               const attn_json_value *item, size_t data_size, attn_diag *diag,
+                               st_entry *entry) {
   attn_loc loc = {file->path, 0, 0};
-  const char *name = item->string;
-  if (!cJSON_IsObject(item))
+  const char *name = attn_json_key(document, item, NULL);
+  if (item->kind != ATTN_JSON_OBJECT)
     return attn_diag_error(diag, loc, ATTN_ERROR_PARSE, "tensor '%s': entry is not a JSON object",
                            name);
 
-  const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(item, "dtype");
+  const attn_json_value *dtype;
+  ATTN_RETURN_IF_ERROR(get_field(file, document, item, name, "dtype", diag, &dtype));
   if (!dtype)
     return attn_diag_error(diag, loc, ATTN_ERROR_PARSE, "tensor '%s': missing \"dtype\"", name);
-  if (!cJSON_IsString(dtype))
+  if (dtype->kind != ATTN_JSON_STRING)
     return attn_diag_error(diag, loc, ATTN_ERROR_PARSE, "tensor '%s': \"dtype\" is not a string",
                            name);
+  const char *dtype_text = attn_json_text(document, dtype, NULL);
   size_t d = 0, dtype_count = sizeof(dtype_names) / sizeof(dtype_names[0]);
-  while (d < dtype_count && strcmp(dtype_names[d].name, dtype->valuestring) != 0)
+  while (d < dtype_count && strcmp(dtype_names[d].name, dtype_text) != 0)
     d++;
   if (d == dtype_count)
     return attn_diag_error(diag, loc, ATTN_ERROR_UNSUPPORTED,
                            "tensor '%s': dtype %.32s is not supported (attnc reads F32 F16 BF16 "
                            "I64 I32 I8 BOOL)",
-                           name, dtype->valuestring);
+                           name, dtype_text);
   entry->dtype = dtype_names[d].dtype;
 
-  const cJSON *shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
+  const attn_json_value *shape;
+  ATTN_RETURN_IF_ERROR(get_field(file, document, item, name, "shape", diag, &shape));
   if (!shape)
     return attn_diag_error(diag, loc, ATTN_ERROR_PARSE, "tensor '%s': missing \"shape\"", name);
-  if (!cJSON_IsArray(shape))
+  if (shape->kind != ATTN_JSON_ARRAY)
     return attn_diag_error(diag, loc, ATTN_ERROR_PARSE, "tensor '%s': \"shape\" is not an array",
                            name);
-  int rank = cJSON_GetArraySize(shape);
-  if (rank > ATTN_MAX_RANK)
+  if (shape->count > ATTN_MAX_RANK)
     return attn_diag_error(diag, loc, ATTN_ERROR_UNSUPPORTED,
-                           "tensor '%s': rank %d is more than %d, the most attnc supports", name,
-                           rank, ATTN_MAX_RANK);
-  entry->rank = (uint32_t)rank;
-  const cJSON *dim;
+                           "tensor '%s': rank %u is more than %d, the most attnc supports", name,
+                           shape->count, ATTN_MAX_RANK);
+  entry->rank = shape->count;
   uint32_t axis = 0;
-  cJSON_ArrayForEach(dim, shape) {
+  for (const attn_json_value *dim = attn_json_first(document, shape); dim;
+       dim = attn_json_next(document, dim)) {
     uint64_t value;
-    const char *problem = json_uint(dim, &value);
+    const char *problem = json_uint(document, dim, &value);
     if (problem)
       return attn_diag_error(diag, loc, ATTN_ERROR_PARSE,
                              "tensor '%s': dimension %u of \"shape\" %s", name, axis, problem);
     entry->dims[axis++] = (int64_t)value;
   }
 
-  const cJSON *offsets = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
+  const attn_json_value *offsets;
+  ATTN_RETURN_IF_ERROR(get_field(file, document, item, name, "data_offsets", diag, &offsets));
   if (!offsets)
     return attn_diag_error(diag, loc, ATTN_ERROR_PARSE, "tensor '%s': missing \"data_offsets\"",
                            name);
-  if (!cJSON_IsArray(offsets) || cJSON_GetArraySize(offsets) != 2)
+  if (offsets->kind != ATTN_JSON_ARRAY || offsets->count != 2)
     return attn_diag_error(diag, loc, ATTN_ERROR_PARSE,
                            "tensor '%s': \"data_offsets\" is not an array of two integers", name);
-  const char *problem = json_uint(offsets->child, &entry->begin);
+  const attn_json_value *begin = attn_json_first(document, offsets);
+  const char *problem = json_uint(document, begin, &entry->begin);
   if (!problem)
-    problem = json_uint(offsets->child->next, &entry->end);
+    problem = json_uint(document, attn_json_next(document, begin), &entry->end);
   if (problem)
     return attn_diag_error(diag, loc, ATTN_ERROR_PARSE, "tensor '%s': a \"data_offsets\" value %s",
                            name, problem);
@@ -248,28 +269,36 @@ static attn_status check_overlaps(attn_safetensors *file, attn_diag *diag) {
   return status;
 }
 
-static attn_status parse_header(attn_safetensors *file, const cJSON *root, size_t data_size,
-                                attn_diag *diag) {
+static attn_status parse_header(attn_safetensors *file, const attn_json_document *document,
+                                size_t data_size, attn_diag *diag) {
   attn_loc loc = {file->path, 0, 0};
-  if (!cJSON_IsObject(root))
+  const attn_json_value *root = attn_json_root(document);
+  if (root->kind != ATTN_JSON_OBJECT)
     return attn_diag_error(diag, loc, ATTN_ERROR_PARSE, "header is not a JSON object");
-  size_t capacity = (size_t)cJSON_GetArraySize(root);
+  size_t capacity = root->count;
   file->entries = attn_arena_calloc(&file->arena, capacity ? capacity : 1, sizeof(st_entry));
   if (!file->entries || attn_name_table_init(&file->table, file->allocator, capacity) != ATTN_OK)
     return attn_diag_error(diag, loc, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
   bool has_metadata = false;
-  const cJSON *item;
-  cJSON_ArrayForEach(item, root) {
-    if (strcmp(item->string, "__metadata__") == 0) {
+  for (const attn_json_value *item = attn_json_first(document, root); item;
+       item = attn_json_next(document, item)) {
+    size_t name_length;
+    const char *name = attn_json_key(document, item, &name_length);
+    if (strcmp(name, "__metadata__") == 0 && name_length == strlen(name)) {
       if (has_metadata)
         return attn_diag_error(diag, loc, ATTN_ERROR_PARSE, "\"__metadata__\" appears twice");
       has_metadata = true;
-      ATTN_RETURN_IF_ERROR(check_metadata(file, item, diag));
+      ATTN_RETURN_IF_ERROR(check_metadata(file, document, item, diag));
       continue;
     }
+    // Names are C strings from here on; one holding "\u0000" would be cut short and could
+    // collide with another.
+    if (name_length != strlen(name))
+      return attn_diag_error(diag, loc, ATTN_ERROR_PARSE,
+                             "tensor '%s...': the name contains a NUL character", name);
     st_entry *entry = &file->entries[file->count];
-    ATTN_RETURN_IF_ERROR(parse_entry(file, item, data_size, diag, entry));
-    entry->name = attn_arena_strdup(&file->arena, item->string);
+    ATTN_RETURN_IF_ERROR(parse_entry(file, document, item, data_size, diag, entry));
+    entry->name = attn_arena_strndup(&file->arena, name, name_length);
     if (!entry->name)
       return attn_diag_error(diag, loc, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
     size_t existing;
@@ -301,24 +330,30 @@ static attn_status load(attn_safetensors *file, const unsigned char *bytes, size
   size_t data_start = 8 + (size_t)header_length;
   file->data = bytes + data_start;
 
-  const char *parse_end = NULL;
-  cJSON *root = cJSON_ParseWithLengthOpts(header, (size_t)header_length, &parse_end, false);
-  if (!root) {
-    size_t at = parse_end && parse_end >= header ? (size_t)(parse_end - header) : 0;
-    return attn_diag_error(diag, loc, ATTN_ERROR_PARSE,
-                           "header is not valid JSON (error near byte %zu of the header)", at);
+  attn_json_document document;
+  attn_json_error error;
+  attn_status status =
+      attn_json_parse(header, (size_t)header_length, NULL, file->allocator, &document, &error);
+  switch (error.code) {
+  case ATTN_JSON_ERROR_NONE:
+    break;
+  case ATTN_JSON_ERROR_MEMORY:
+    return attn_diag_error(diag, loc, status, "out of memory");
+  case ATTN_JSON_ERROR_TRAILING:
+    // The format pads the header with spaces; anything else after the JSON value is garbage.
+    return attn_diag_error(diag, loc, status,
+                           "unexpected bytes after the JSON header (at byte %zu of the header)",
+                           error.offset);
+  case ATTN_JSON_ERROR_LIMIT:
+    return attn_diag_error(diag, loc, status, "header is refused: %s (at byte %zu of the header)",
+                           error.message, error.offset);
+  case ATTN_JSON_ERROR_SYNTAX:
+    return attn_diag_error(diag, loc, status,
+                           "header is not valid JSON: %s (at byte %zu of the header)",
+                           error.message, error.offset);
   }
-  // The format pads the header with spaces; anything else after the JSON value is garbage.
-  for (const char *p = parse_end; p < header + header_length; p++) {
-    if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
-      cJSON_Delete(root);
-      return attn_diag_error(diag, loc, ATTN_ERROR_PARSE,
-                             "unexpected bytes after the JSON header (at byte %zu of the header)",
-                             (size_t)(p - header));
-    }
-  }
-  attn_status status = parse_header(file, root, size_bytes - data_start, diag);
-  cJSON_Delete(root);
+  status = parse_header(file, &document, size_bytes - data_start, diag);
+  attn_json_document_deinit(&document);
   return status;
 }
 
@@ -479,15 +514,38 @@ static void append_text(text_buffer *buffer, const char *text) {
   append(buffer, text, strlen(text));
 }
 
+// The two-character escape JSON has for `c`, or NULL.
+static const char *short_escape(unsigned char c) {
+  switch (c) {
+  case '"':
+    return "\\\"";
+  case '\\':
+    return "\\\\";
+  case '\b':
+    return "\\b";
+  case '\f':
+    return "\\f";
+  case '\n':
+    return "\\n";
+  case '\r':
+    return "\\r";
+  case '\t':
+    return "\\t";
+  default:
+    return NULL;
+  }
+}
+
+// Writes `text` (checked to be UTF-8) as a JSON string: the quote, the backslash and control
+// characters are escaped; every other byte is copied, as JSON allows.
 static void append_json_string(text_buffer *buffer, const char *text) {
   append(buffer, "\"", 1);
   for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
-    char escaped[8];
-    if (*p == '"' || *p == '\\') {
-      escaped[0] = '\\';
-      escaped[1] = (char)*p;
-      append(buffer, escaped, 2);
+    const char *escape = short_escape(*p);
+    if (escape) {
+      append(buffer, escape, 2);
     } else if (*p < 0x20) {
+      char escaped[8];
       snprintf(escaped, sizeof(escaped), "\\u%04x", *p);
       append(buffer, escaped, 6);
     } else {
@@ -542,6 +600,10 @@ attn_status attn_safetensors_write(const char *path, const attn_named_tensor *te
     if (!t->name || !*t->name || strcmp(t->name, "__metadata__") == 0)
       return attn_diag_error(diag, loc, ATTN_ERROR_INVALID_ARGUMENT,
                              "tensor %zu has an empty or reserved name", i);
+    // JSON text is UTF-8; other bytes cannot be escaped, and readers refuse them.
+    if (!attn_json_is_utf8(t->name, strlen(t->name)))
+      return attn_diag_error(diag, loc, ATTN_ERROR_INVALID_ARGUMENT,
+                             "tensor %zu: the name is not valid UTF-8", i);
     if (!safetensors_dtype_name(t->tensor.dtype) || t->tensor.rank > ATTN_MAX_RANK ||
         !attn_tensor_size_bytes(&t->tensor, &size) || (size > 0 && !t->tensor.data))
       return attn_diag_error(diag, loc, ATTN_ERROR_INVALID_ARGUMENT,

@@ -1,12 +1,13 @@
-// safetensors files, mapped read-only with mmap. The JSON header is parsed with cJSON
-// and checked completely before any tensor is handed out: dtypes (F32 F16 BF16 I64 I32 I8
-// BOOL), shapes whose byte size overflows, offsets past the end or overlapping, tensors not
-// aligned to their element size, duplicate names, a header length larger than the file. Every
-// failure is one diagnostic at the file (line 0) naming the tensor. Tensors are views into the
-// mapping: read-only (writing one faults), valid until the file is closed. A file truncated by
-// someone else while mapped raises SIGBUS on access; that is outside what a reader can check.
-// Thread safety: an open file may be read from any number of threads. Opening is not safe
-// concurrently with other cJSON parsing in the process: cJSON records its last error in a global.
+// safetensors files, mapped read-only with mmap. The JSON header is parsed with the runtime's
+// own strict reader (json.h) and checked completely before any tensor is handed out: dtypes
+// (F32 F16 BF16 I64 I32 I8 BOOL), shapes whose byte size overflows, offsets past the end or
+// overlapping, tensors not aligned to their element size, duplicate names or fields, a header
+// length larger than the file. Every failure is one diagnostic at the file (line 0) naming the
+// tensor. Tensors are views into the mapping: read-only (writing one faults), valid until the
+// file is closed. A file truncated by someone else while mapped raises SIGBUS on access; that is
+// outside what a reader can check.
+// Thread safety: an open file may be read from any number of threads, and files may be opened
+// concurrently: nothing is shared between them.
 #ifndef ATTN_RUNTIME_TENSOR_SAFETENSORS_H_
 #define ATTN_RUNTIME_TENSOR_SAFETENSORS_H_
 
@@ -48,8 +49,8 @@ typedef struct attn_named_tensor {
 
 // Writes a safetensors file. The header lists the tensors sorted by name, as the reference
 // writer does; the data is laid out by decreasing element size (then in the given order) so
-// every tensor is aligned to its element size. Names must be non-empty, unique and not
-// "__metadata__". Errors: ATTN_ERROR_INVALID_ARGUMENT (a bad tensor or name), ATTN_ERROR_IO,
+// every tensor is aligned to its element size. Names must be non-empty, unique, valid UTF-8 and
+// not "__metadata__". Errors: ATTN_ERROR_INVALID_ARGUMENT (a bad tensor or name), ATTN_ERROR_IO,
 // ATTN_ERROR_OUT_OF_MEMORY; a partly written file is removed.
 attn_status attn_safetensors_write(const char *path, const attn_named_tensor *tensors,
                                    size_t tensor_count, attn_allocator allocator,
