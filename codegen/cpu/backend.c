@@ -78,6 +78,8 @@ attn_status attn_cpu_backend_create(const attn_cpu_backend_options *options,
     return status;
   }
   backend->vector_width = attn_cpu_features_vector_width(attn_cpu_jit_features(backend->jit));
+  if (backend->options.keep_objects)
+    attn_cpu_jit_keep_objects(backend->jit);
   char dir[4096];
   if (default_cache_dir(&backend->options, dir, sizeof(dir)))
     status = attn_cpu_jit_set_cache_dir(backend->jit, dir);
@@ -98,6 +100,23 @@ void attn_cpu_backend_destroy(attn_cpu_backend *backend) {
   attn_allocator_free(backend->allocator, backend->functions,
                       backend->function_capacity * sizeof(*backend->functions));
   attn_allocator_free(backend->allocator, backend, sizeof(*backend));
+}
+
+attn_cpu_backend_target attn_cpu_backend_get_target(const attn_cpu_backend *backend) {
+  attn_cpu_features features = attn_cpu_jit_features(backend->jit);
+  return (attn_cpu_backend_target){
+      .triple = attn_cpu_jit_triple(backend->jit),
+      .cpu = attn_cpu_jit_cpu_name(backend->jit),
+      .features = attn_cpu_jit_feature_string(backend->jit),
+      .needs_avx2 = features.avx2,
+      .needs_fma = features.fma,
+      .needs_avx512f = features.avx512f,
+  };
+}
+
+attn_status attn_cpu_backend_object(const attn_cpu_backend *backend, const char *name,
+                                    const void **out_data, size_t *out_size) {
+  return attn_cpu_jit_object(backend->jit, name, out_data, out_size);
 }
 
 static double seconds_now(void) {
@@ -196,14 +215,23 @@ typedef struct attention_plan {
   attn_attention_fn fn;
 } attention_plan;
 
+// Nodes of a kernel compiled through MLIR: a whole kernel, or the epilogue a GEMM could not fuse
+// (then `io` starts after the GEMM's last fused node and reads its result).
+typedef struct mlir_part {
+  attn_kernel_io io;
+  attn_cpu_mlir_kernel kernel;
+  attn_cpu_kernel_fn fn;
+  const char *function;
+} mlir_part;
+
 typedef struct step {
   uint32_t kernel;
   attn_cpu_step_impl impl;
   const char *function;
   gemm_plan gemm;
   attention_plan attention;
-  attn_cpu_mlir_kernel mlir;
-  attn_cpu_kernel_fn mlir_fn;
+  mlir_part mlir; // the MLIR path's kernel, or a GEMM's unfused epilogue
+  bool has_mlir_rest;
   double compile_seconds;
 } step;
 
@@ -474,16 +502,17 @@ static attn_status generate_mlir(void *ctx, attn_diag *diag, LLVMModuleRef *out_
                                 out_module, &kernel);
 }
 
-// Compiles the kernel through MLIR when the path covers it; *out_covered is false (and nothing
-// is recorded) when it does not, so the step stays on the reference evaluator.
-static attn_status compile_mlir(attn_cpu_program *program, step *s, bool *out_covered) {
+// Compiles `part` (its io set) of the step's kernel through MLIR when the path covers it;
+// *out_covered is false (and nothing is recorded) when it does not, so those nodes stay on the
+// reference evaluator.
+static attn_status compile_mlir(attn_cpu_program *program, step *s, mlir_part *part,
+                                bool *out_covered) {
   attn_cpu_backend *backend = program->backend;
-  const attn_kernel_io *io = &program->io[s->kernel];
   *out_covered = false;
   attn_diag scratch;
   attn_diag_init(&scratch, backend->allocator);
-  attn_status status = attn_cpu_mlir_describe(program->graph, s->kernel, io, backend->vector_width,
-                                              &scratch, &s->mlir);
+  attn_status status = attn_cpu_mlir_describe(program->graph, s->kernel, &part->io,
+                                              backend->vector_width, &scratch, &part->kernel);
   if (status != ATTN_OK && status != ATTN_ERROR_UNSUPPORTED)
     attn_diag_error(backend->diag, ATTN_LOC_NONE, status, "kernel k%u: %s", s->kernel,
                     attn_diag_last_error(&scratch));
@@ -492,12 +521,44 @@ static attn_status compile_mlir(attn_cpu_program *program, step *s, bool *out_co
     return status == ATTN_ERROR_UNSUPPORTED ? ATTN_OK : status;
   if (!backend->mlir)
     ATTN_RETURN_IF_ERROR(attn_cpu_mlir_create(backend->diag, &backend->mlir));
-  mlir_request request = {backend->mlir, program->graph, s->kernel, io, backend->vector_width};
+  mlir_request request = {backend->mlir, program->graph, s->kernel, &part->io,
+                          backend->vector_width};
   attn_cpu_jit_fn fn;
-  ATTN_RETURN_IF_ERROR(compile_step(program, s, s->mlir.name, generate_mlir, &request, &fn));
-  s->mlir_fn = (attn_cpu_kernel_fn)fn;
+  double seconds;
+  ATTN_RETURN_IF_ERROR(
+      get_function(backend, part->kernel.name, generate_mlir, &request, &fn, &seconds));
+  s->compile_seconds += seconds;
+  part->fn = (attn_cpu_kernel_fn)fn;
+  part->function = attn_arena_strdup(&program->arena, part->kernel.name);
+  if (!part->function)
+    return ATTN_ERROR_OUT_OF_MEMORY;
   *out_covered = true;
   return ATTN_OK;
+}
+
+// The unfused epilogue of a GEMM kernel through MLIR: its nodes from rest_begin read the kernel's
+// inputs and the GEMM's result, and write the kernel's outputs but that result.
+static attn_status compile_gemm_rest(attn_cpu_program *program, step *s) {
+  const attn_kernel_io *io = &program->io[s->kernel];
+  attn_value_id *inputs =
+      attn_arena_calloc(&program->arena, io->input_count + 1, sizeof(attn_value_id));
+  attn_value_id *outputs =
+      attn_arena_calloc(&program->arena, io->output_count + 1, sizeof(attn_value_id));
+  if (!inputs || !outputs)
+    return ATTN_ERROR_OUT_OF_MEMORY;
+  attn_kernel_io *rest = &s->mlir.io;
+  *rest = *io;
+  rest->first_node = s->gemm.rest_begin;
+  rest->input_count = rest->output_count = 0;
+  for (uint32_t i = 0; i < io->input_count; i++)
+    inputs[rest->input_count++] = io->inputs[i];
+  inputs[rest->input_count++] = s->gemm.out;
+  for (uint32_t o = 0; o < io->output_count; o++)
+    if (io->outputs[o].index != s->gemm.out.index)
+      outputs[rest->output_count++] = io->outputs[o];
+  rest->inputs = inputs;
+  rest->outputs = outputs;
+  return compile_mlir(program, s, &s->mlir, &s->has_mlir_rest);
 }
 
 // A top-k kernel the runtime's routine covers: one topk node over f32.
@@ -526,6 +587,8 @@ static attn_status compile_steps(attn_cpu_program *program) {
     if (kind == ATTN_KERNEL_GEMM && match_gemm(program, io, &s->gemm)) {
       s->impl = ATTN_CPU_STEP_GEMM;
       ATTN_RETURN_IF_ERROR(compile_gemm(program, s));
+      if (s->gemm.rest_begin)
+        ATTN_RETURN_IF_ERROR(compile_gemm_rest(program, s));
     } else if (kind == ATTN_KERNEL_ATTENTION && match_attention(program, io, &s->attention)) {
       s->impl = ATTN_CPU_STEP_ATTENTION;
       ATTN_RETURN_IF_ERROR(compile_attention(program, s));
@@ -533,9 +596,12 @@ static attn_status compile_steps(attn_cpu_program *program) {
       s->impl = ATTN_CPU_STEP_TOPK;
     } else if (is_mlir_kind(kind)) {
       bool covered;
-      ATTN_RETURN_IF_ERROR(compile_mlir(program, s, &covered));
-      if (covered)
+      s->mlir.io = *io;
+      ATTN_RETURN_IF_ERROR(compile_mlir(program, s, &s->mlir, &covered));
+      if (covered) {
         s->impl = ATTN_CPU_STEP_MLIR;
+        s->function = s->mlir.function;
+      }
     }
   }
   return ATTN_OK;
@@ -615,6 +681,8 @@ static attn_status add_host_step(attn_cpu_program *program, uint32_t source, uin
   return ATTN_OK;
 }
 
+static attn_status add_mlir_step(attn_cpu_program *program, uint32_t source, const mlir_part *part);
+
 static attn_status lower_gemm(attn_cpu_program *program, uint32_t source) {
   const step *s = &program->steps[source];
   const gemm_plan *gemm = &s->gemm;
@@ -630,6 +698,8 @@ static attn_status lower_gemm(attn_cpu_program *program, uint32_t source) {
   ps->u.gemm = (attn_plan_gemm){gemm->spec.transpose_a, gemm->spec.transpose_b, gemm->spec.bias,
                                 gemm->spec.residual};
   ATTN_RETURN_IF_ERROR(plan_function(program, s->function, (attn_exec_fn)gemm->fn, &ps->function));
+  if (s->has_mlir_rest)
+    return add_mlir_step(program, source, &s->mlir);
   if (gemm->rest_begin)
     return add_host_step(program, source, gemm->rest_begin, gemm->out, gemm->out);
   return ATTN_OK;
@@ -662,20 +732,22 @@ static bool is_kernel_input(const attn_kernel_io *io, attn_value_id value) {
   return false;
 }
 
-static attn_status lower_mlir(attn_cpu_program *program, uint32_t source) {
-  const step *s = &program->steps[source];
+// A step running `part`'s MLIR kernel. Gathers whose data and indices come from outside the
+// part have their indices checked first.
+static attn_status add_mlir_step(attn_cpu_program *program, uint32_t source,
+                                 const mlir_part *part) {
   const attn_graph *graph = program->graph;
-  const attn_kernel_io *io = &program->io[s->kernel];
+  uint32_t kernel = program->steps[source].kernel;
+  const attn_kernel_io *io = &part->io;
   attn_plan_step *ps;
   ATTN_RETURN_IF_ERROR(add_plan_step(program, source, ATTN_PLAN_STEP_KERNEL, io->inputs,
                                      io->input_count, io->outputs, io->output_count, &ps));
-  ps->u.kernel.parallel_rank = s->mlir.parallel_rank;
-  // Gathers whose data and indices come from outside the kernel have their indices checked.
+  ps->u.kernel.parallel_rank = part->kernel.parallel_rank;
   attn_plan_gather_check *checks = NULL;
   uint32_t count = 0;
   for (uint32_t n = io->first_node; n < io->end_node; n++) {
     const attn_node *node = &graph->nodes[n];
-    if (node->is_dead || node->kernel != s->kernel || node->op != ATTN_OP_GATHER ||
+    if (node->is_dead || node->kernel != kernel || node->op != ATTN_OP_GATHER ||
         !is_kernel_input(io, node->inputs[0]) || !is_kernel_input(io, node->inputs[1]))
       continue;
     attn_plan_gather_check *grown = attn_arena_calloc(&program->arena, count + 1, sizeof(*grown));
@@ -691,7 +763,7 @@ static attn_status lower_mlir(attn_cpu_program *program, uint32_t source) {
   }
   ps->u.kernel.gather_checks = checks;
   ps->u.kernel.gather_check_count = count;
-  return plan_function(program, s->function, (attn_exec_fn)s->mlir_fn, &ps->function);
+  return plan_function(program, part->function, (attn_exec_fn)part->fn, &ps->function);
 }
 
 static attn_status lower_topk(attn_cpu_program *program, uint32_t source) {
@@ -737,7 +809,7 @@ static attn_status lower_steps(attn_cpu_program *program) {
       ATTN_RETURN_IF_ERROR(lower_attention(program, source));
       break;
     case ATTN_CPU_STEP_MLIR:
-      ATTN_RETURN_IF_ERROR(lower_mlir(program, source));
+      ATTN_RETURN_IF_ERROR(add_mlir_step(program, source, &s->mlir));
       break;
     case ATTN_CPU_STEP_TOPK:
       ATTN_RETURN_IF_ERROR(lower_topk(program, source));

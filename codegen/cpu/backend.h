@@ -27,6 +27,9 @@ typedef struct attn_cpu_backend_options {
   // a kernel that writes outside its outputs fails the run (ATTN_ERROR_INVALID_GRAPH, naming
   // the kernel). For tests; it costs a scan of the bands per step.
   bool guard_bands;
+  // Keep the object code of every kernel compiled (attn_cpu_backend_object), for ahead-of-time
+  // builds: artifacts, executables and static libraries.
+  bool keep_objects;
 } attn_cpu_backend_options;
 
 // Creates a backend: the host JIT and the thread pool. `options` may be NULL. `diag` is borrowed
@@ -36,6 +39,20 @@ attn_status attn_cpu_backend_create(const attn_cpu_backend_options *options,
                                     attn_cpu_backend **out_backend) ATTN_MUST_USE;
 // NULL is a no-op. Every program of the backend must be destroyed first.
 void attn_cpu_backend_destroy(attn_cpu_backend *backend);
+
+// What the backend's code is for: the target triple, the CPU and its LLVM feature string (owned
+// by the backend), and the features a CPU running it must have.
+typedef struct attn_cpu_backend_target {
+  const char *triple, *cpu, *features;
+  bool needs_avx2, needs_fma, needs_avx512f;
+} attn_cpu_backend_target;
+
+attn_cpu_backend_target attn_cpu_backend_get_target(const attn_cpu_backend *backend);
+
+// The object code of generated function `name` (owned by the backend), of a backend created with
+// keep_objects. ATTN_ERROR_NOT_FOUND, with a message in the backend's diag, otherwise.
+attn_status attn_cpu_backend_object(const attn_cpu_backend *backend, const char *name,
+                                    const void **out_data, size_t *out_size) ATTN_MUST_USE;
 
 // How a step runs its kernel.
 typedef enum attn_cpu_step_impl {

@@ -18,6 +18,12 @@
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
 
+typedef struct kept_object {
+  char *name;
+  void *data;
+  size_t size;
+} kept_object;
+
 struct attn_cpu_jit {
   attn_diag *diag;
   LLVMTargetMachineRef target_machine; // for the data layout and the O3 pipeline
@@ -27,7 +33,11 @@ struct attn_cpu_jit {
   char *features; // LLVM-owned
   attn_cpu_features parsed;
   char *cache_dir;    // NULL: no disk cache
-  uint64_t cache_key; // the CPU, its features and the LLVM version, hashed
+  uint64_t cache_key; // the CPU, its features, the LLVM version and the code model, hashed
+  // Object code kept for ahead-of-time builds (attn_cpu_jit_keep_objects).
+  bool keep_objects;
+  kept_object *objects;
+  uint32_t object_count, object_capacity;
 };
 
 // Whether the comma-separated LLVM feature list `features` enables `name`.
@@ -75,8 +85,7 @@ static char *copy_llvm_string(const char *text) {
 
 static LLVMTargetMachineRef create_target_machine(const attn_cpu_jit *jit, LLVMTargetRef target) {
   return LLVMCreateTargetMachine(target, jit->triple, jit->cpu, jit->features,
-                                 LLVMCodeGenLevelAggressive, LLVMRelocDefault,
-                                 LLVMCodeModelJITDefault);
+                                 LLVMCodeGenLevelAggressive, LLVMRelocPIC, LLVMCodeModelDefault);
 }
 
 attn_status attn_cpu_jit_create(const attn_cpu_jit_options *options, attn_diag *diag,
@@ -147,11 +156,20 @@ void attn_cpu_jit_destroy(attn_cpu_jit *jit) {
   LLVMDisposeMessage(jit->cpu);
   LLVMDisposeMessage(jit->features);
   free(jit->cache_dir);
+  for (uint32_t i = 0; i < jit->object_count; i++) {
+    free(jit->objects[i].name);
+    free(jit->objects[i].data);
+  }
+  free(jit->objects);
   free(jit);
 }
 
 attn_cpu_features attn_cpu_jit_features(const attn_cpu_jit *jit) {
   return jit->parsed;
+}
+
+const char *attn_cpu_jit_triple(const attn_cpu_jit *jit) {
+  return jit->triple;
 }
 
 const char *attn_cpu_jit_cpu_name(const attn_cpu_jit *jit) {
@@ -228,7 +246,9 @@ attn_status attn_cpu_jit_set_cache_dir(attn_cpu_jit *jit, const char *dir) {
   }
   unsigned major, minor, patch;
   LLVMGetVersion(&major, &minor, &patch);
-  unsigned version[3] = {major, minor, patch};
+  // The fourth entry names the code model: position-independent, small, so that the same
+  // objects link into shared objects and executables (ahead-of-time builds).
+  unsigned version[4] = {major, minor, patch, 2};
   uint64_t key = fnv1a(UINT64_C(0xcbf29ce484222325), jit->cpu, strlen(jit->cpu));
   key = fnv1a(key, jit->features, strlen(jit->features));
   jit->cache_key = fnv1a(key, version, sizeof(version));
@@ -264,6 +284,49 @@ static void cache_store(const attn_cpu_jit *jit, const char *name, const char *d
     remove(temporary);
 }
 
+// Keeps a copy of module `name`'s object code when the JIT keeps objects.
+static attn_status keep_object(attn_cpu_jit *jit, const char *name, const char *data, size_t size) {
+  if (!jit->keep_objects)
+    return ATTN_OK;
+  if (jit->object_count == jit->object_capacity) {
+    uint32_t capacity = jit->object_capacity ? 2 * jit->object_capacity : 16;
+    kept_object *grown = realloc(jit->objects, capacity * sizeof(*grown));
+    if (!grown)
+      return attn_diag_error(jit->diag, ATTN_LOC_NONE, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
+    jit->objects = grown;
+    jit->object_capacity = capacity;
+  }
+  kept_object *object = &jit->objects[jit->object_count];
+  object->name = malloc(strlen(name) + 1);
+  object->data = malloc(size ? size : 1);
+  if (!object->name || !object->data) {
+    free(object->name);
+    free(object->data);
+    return attn_diag_error(jit->diag, ATTN_LOC_NONE, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
+  }
+  memcpy(object->name, name, strlen(name) + 1);
+  memcpy(object->data, data, size);
+  object->size = size;
+  jit->object_count++;
+  return ATTN_OK;
+}
+
+void attn_cpu_jit_keep_objects(attn_cpu_jit *jit) {
+  jit->keep_objects = true;
+}
+
+attn_status attn_cpu_jit_object(const attn_cpu_jit *jit, const char *name, const void **out_data,
+                                size_t *out_size) {
+  for (uint32_t i = 0; i < jit->object_count; i++)
+    if (strcmp(jit->objects[i].name, name) == 0) {
+      *out_data = jit->objects[i].data;
+      *out_size = jit->objects[i].size;
+      return ATTN_OK;
+    }
+  return attn_diag_error(jit->diag, ATTN_LOC_NONE, ATTN_ERROR_NOT_FOUND,
+                         "no object code of '%s' was kept", name);
+}
+
 // Compiles the optimised module to an object, keeps a copy in the cache and adds it to LLJIT.
 static attn_status add_object(attn_cpu_jit *jit, LLVMModuleRef module) {
   size_t name_length = 0;
@@ -282,6 +345,11 @@ static attn_status add_object(attn_cpu_jit *jit, LLVMModuleRef module) {
     return status;
   }
   cache_store(jit, name, LLVMGetBufferStart(object), LLVMGetBufferSize(object));
+  attn_status kept = keep_object(jit, name, LLVMGetBufferStart(object), LLVMGetBufferSize(object));
+  if (kept != ATTN_OK) {
+    LLVMDisposeMemoryBuffer(object);
+    return kept;
+  }
   LLVMErrorRef error =
       LLVMOrcLLJITAddObjectFile(jit->lljit, LLVMOrcLLJITGetMainJITDylib(jit->lljit), object);
   if (error)
@@ -311,8 +379,10 @@ attn_status attn_cpu_jit_add_cached(attn_cpu_jit *jit, const char *name, bool *o
     free(data);
     return ATTN_OK; // a stale or damaged entry: compile again, which rewrites it
   }
+  attn_status kept = keep_object(jit, name, data, (size_t)size);
   LLVMMemoryBufferRef object = LLVMCreateMemoryBufferWithMemoryRangeCopy(data, (size_t)size, name);
   free(data);
+  ATTN_RETURN_IF_ERROR(kept);
   LLVMErrorRef error =
       LLVMOrcLLJITAddObjectFile(jit->lljit, LLVMOrcLLJITGetMainJITDylib(jit->lljit), object);
   if (error)
@@ -346,7 +416,7 @@ attn_status attn_cpu_jit_add_module_owned(attn_cpu_jit *jit, LLVMModuleRef modul
     return error_from_llvm(jit->diag, error, ATTN_ERROR_DEVICE, "the O3 pipeline failed");
   }
 
-  if (jit->cache_dir)
+  if (jit->cache_dir || jit->keep_objects)
     return add_object(jit, module);
   // The thread-safe context takes the module's LLVMContext, and the thread-safe module the
   // module; the module keeps the context alive after this handle to it is dropped.

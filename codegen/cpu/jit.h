@@ -5,6 +5,7 @@
 #define ATTN_CODEGEN_CPU_JIT_H_
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <llvm-c/Core.h>
@@ -46,8 +47,9 @@ attn_status attn_cpu_jit_create(const attn_cpu_jit_options *options, attn_diag *
 // Frees the JIT and every function compiled in it. NULL is a no-op.
 void attn_cpu_jit_destroy(attn_cpu_jit *jit);
 
-// The target CPU's features, and its name and feature string (owned by the JIT).
+// The target CPU's features, and its target triple, name and feature string (owned by the JIT).
 attn_cpu_features attn_cpu_jit_features(const attn_cpu_jit *jit);
+const char *attn_cpu_jit_triple(const attn_cpu_jit *jit);
 const char *attn_cpu_jit_cpu_name(const attn_cpu_jit *jit);
 const char *attn_cpu_jit_feature_string(const attn_cpu_jit *jit);
 
@@ -75,6 +77,18 @@ const char *attn_cpu_jit_cache_dir(const attn_cpu_jit *jit);
 // otherwise does nothing and returns ATTN_OK with *out_found false.
 attn_status attn_cpu_jit_add_cached(attn_cpu_jit *jit, const char *name,
                                     bool *out_found) ATTN_MUST_USE;
+
+// ---- object code for ahead-of-time builds ----
+// Every object is position-independent code of the small code model, so kept objects link into
+// shared objects and executables.
+
+// From now on, compiles every module added at once and keeps a copy of its object code (and of
+// every cached object added), for attn_cpu_jit_object.
+void attn_cpu_jit_keep_objects(attn_cpu_jit *jit);
+// The object code of module `name` (owned by the JIT), kept since attn_cpu_jit_keep_objects.
+// ATTN_ERROR_NOT_FOUND, with a message, when none was kept.
+attn_status attn_cpu_jit_object(const attn_cpu_jit *jit, const char *name, const void **out_data,
+                                size_t *out_size) ATTN_MUST_USE;
 
 // A compiled function's address, cast by the caller to the function's real type.
 typedef void (*attn_cpu_jit_fn)(void);

@@ -38,6 +38,9 @@ typedef struct attn_cpu_mlir_kernel {
   uint32_t parallel_rank;
 } attn_cpu_mlir_kernel;
 
+// A GEMM kernel's `io` may start after its matmul and the epilogue its template fused (reading
+// the fused result as an input): the nodes left are emitted as an elementwise kernel.
+//
 // Generates kernel `kernel` of `graph` (partitioned and memory-planned; `io` is its entry of
 // attn_graph_kernel_io) into a new LLVM module in a new LLVMContext, owned by the caller (give it
 // to attn_cpu_jit_add_module_owned, or free it with attn_cpu_module_destroy), defining one

@@ -819,10 +819,13 @@ static ssa eval_value(emitter *e, attn_value_id v, const ssa *idx) {
   const attn_value *value = attn_graph_value(e->graph, v);
   if (!check_dtype(e, value->type.dtype))
     return const_index(e, 0);
+  // An input first: a kernel's io may begin after nodes of its own kernel (a GEMM's epilogue
+  // reads the GEMM's result), whose values it then takes as inputs.
+  int64_t operand = operand_of(e, v);
   const attn_node *producer = attn_value_producer(e->graph, v);
-  if (producer && producer->op == ATTN_OP_IOTA)
+  if (operand < 0 && producer && producer->op == ATTN_OP_IOTA)
     return eval_iota(e, producer, idx);
-  if (producer && producer->kernel == e->kernel &&
+  if (operand < 0 && producer && producer->kernel == e->kernel &&
       !(attn_op_get_info(producer->op)->flags & ATTN_OP_LEAF))
     return eval_node(e, producer, v, idx);
   double scalar;
@@ -1709,6 +1712,7 @@ attn_status attn_cpu_mlir_emit(const attn_graph *graph, uint32_t kernel, const a
   if (e->status == ATTN_OK) {
     switch (kind) {
     case ATTN_KERNEL_ELEMENTWISE:
+    case ATTN_KERNEL_GEMM: // the epilogue a GEMM template did not fuse: its io starts after it
       parallel = emit_elementwise(e);
       break;
     case ATTN_KERNEL_NORM:
