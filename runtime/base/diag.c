@@ -51,8 +51,8 @@ static void record(attn_diag *diag, attn_severity severity, attn_status status, 
   diag->items[diag->count++] = (attn_diagnostic){severity, status, loc, message};
 }
 
-attn_status attn_diag_verror(attn_diag *diag, attn_loc loc, attn_status status,
-                             const char *format, va_list args) {
+attn_status attn_diag_verror(attn_diag *diag, attn_loc loc, attn_status status, const char *format,
+                             va_list args) {
   record(diag, ATTN_SEVERITY_ERROR, status, loc, format, args);
   return status;
 }
@@ -98,6 +98,22 @@ const char *attn_diag_last_error(const attn_diag *diag) {
     if (diag->items[i - 1].severity == ATTN_SEVERITY_ERROR)
       return diag->items[i - 1].message;
   return NULL;
+}
+
+void attn_diag_format_last_error(const attn_diag *diag, char *buffer, size_t size) {
+  const attn_diagnostic *item = NULL;
+  for (size_t i = diag->count; i > 0 && !item; i--)
+    if (diag->items[i - 1].severity == ATTN_SEVERITY_ERROR)
+      item = &diag->items[i - 1];
+  if (!item)
+    snprintf(buffer, size, "%s", diag->lost_messages ? "out of memory" : "");
+  else if (item->loc.file && item->loc.line)
+    snprintf(buffer, size, "%s:%u:%u: %s", item->loc.file, item->loc.line, item->loc.col,
+             item->message);
+  else if (item->loc.file)
+    snprintf(buffer, size, "%s: %s", item->loc.file, item->message);
+  else
+    snprintf(buffer, size, "%s", item->message);
 }
 
 static const attn_diag_source *find_source(const attn_diag *diag, const char *file) {

@@ -55,8 +55,8 @@ void attn_diag_clear(attn_diag *diag);
 //   return attn_diag_error(diag, loc, ATTN_ERROR_PARSE, "expected ')'");
 attn_status attn_diag_error(attn_diag *diag, attn_loc loc, attn_status status, const char *format,
                             ...) ATTN_PRINTF(4, 5);
-attn_status attn_diag_verror(attn_diag *diag, attn_loc loc, attn_status status,
-                             const char *format, va_list args) ATTN_PRINTF(4, 0);
+attn_status attn_diag_verror(attn_diag *diag, attn_loc loc, attn_status status, const char *format,
+                             va_list args) ATTN_PRINTF(4, 0);
 void attn_diag_warning(attn_diag *diag, attn_loc loc, const char *format, ...) ATTN_PRINTF(3, 4);
 // A note that explains the diagnostic recorded just before it.
 void attn_diag_note(attn_diag *diag, attn_loc loc, const char *format, ...) ATTN_PRINTF(3, 4);
@@ -67,6 +67,9 @@ void attn_diag_add_source(attn_diag *diag, const char *file, const char *text, s
 
 // The newest error's message, or NULL.
 const char *attn_diag_last_error(const attn_diag *diag);
+// The newest error as one line, "file:line:col: message" (the parts of its location it has),
+// into `buffer` (always NUL-terminated; "" when there is no error).
+void attn_diag_format_last_error(const attn_diag *diag, char *buffer, size_t size);
 
 // Writes every diagnostic to `out` in the compiler style:
 //   model.attn:3:14: error: unknown op 'softmx'

@@ -248,3 +248,28 @@ uint16_t attn_f32_to_f16(float value) {
     half++;
   return (uint16_t)(sign | half);
 }
+
+void attn_tensor_print_summary(FILE *out, const char *name, const attn_tensor *tensor) {
+  char type[160];
+  attn_tensor_format_type(tensor->dtype, tensor->rank, tensor->dims, type, sizeof(type));
+  int64_t count = attn_tensor_element_count(tensor), finite = 0;
+  double min = (double)INFINITY, max = -(double)INFINITY, sum = 0.0;
+  for (int64_t i = 0; i < count; i++) {
+    double v = attn_tensor_get_f64(tensor, i);
+    if (!isfinite(v))
+      continue;
+    finite++;
+    min = v < min ? v : min;
+    max = v > max ? v : max;
+    sum += v;
+  }
+  fprintf(out, "%s: %s\n", name, type);
+  if (finite > 0)
+    fprintf(out, "  min %.6g  max %.6g  mean %.6g", min, max, sum / (double)finite);
+  if (finite < count)
+    fprintf(out, "  %lld not finite", (long long)(count - finite));
+  fprintf(out, "\n  [");
+  for (int64_t i = 0; i < count && i < 8; i++)
+    fprintf(out, "%s%.6g", i ? ", " : "", attn_tensor_get_f64(tensor, i));
+  fprintf(out, "%s]\n", count > 8 ? ", ..." : "");
+}

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "attn/runtime.h"
 #include "runtime/base/allocator.h"
@@ -42,6 +43,10 @@ void attn_tensor_set_f64(attn_tensor *tensor, int64_t index, double value);
 // Writes "f32[2, 3]" into `buffer`.
 void attn_tensor_format_type(attn_dtype dtype, uint32_t rank, const int64_t *dims, char *buffer,
                              size_t buffer_size);
+
+// Prints "NAME: f32[2, 3]", then min, max and mean of the finite elements (and how many are not
+// finite), then the first 8 values.
+void attn_tensor_print_summary(FILE *out, const char *name, const attn_tensor *tensor);
 
 // IEEE half and bfloat16 conversions (round to nearest even).
 float attn_f16_to_f32(uint16_t bits);
