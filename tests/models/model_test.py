@@ -58,6 +58,36 @@ def run(cmd, expect=0):
     return p.returncode, p.stdout, p.stderr
 
 
+def run_model(args, model, weights, bindings, config=None):
+    """Runs `model` with `weights` on -i/-o `bindings` (["-i", "x=a.npy", "-o", ...]) the way
+    --backend says: `attnc run -b interp|cpu`; `exe`: attnc compile to a standalone executable
+    (`exe-external`: its weights in a safetensors file beside it), then that executable;
+    `artifact`: attnc compile --emit artifact, then `attnc run` of the .attnx."""
+    flags = ["-w", weights] + (["--config", config] if config else [])
+    if args.backend in ("interp", "cpu"):
+        run([args.attnc, "run", model] + flags + bindings + ["-b", args.backend])
+        return
+    if args.backend in ("exe", "exe-external"):
+        exe = os.path.join(args.work, "model_exe")
+        external = ["--weights-external"] if args.backend == "exe-external" else []
+        run([args.attnc, "compile", model] + flags + ["-o", exe] + external)
+        if external and not os.path.exists(exe + ".safetensors"):
+            sys.exit("FAIL: --weights-external wrote no " + exe + ".safetensors")
+        # The executable needs none of the compiler's shared libraries.
+        _, libraries, _ = run(["ldd", exe])
+        for forbidden in ("LLVM", "MLIR", "protobuf", "cjson", "edit"):
+            if forbidden.lower() in libraries.lower():
+                sys.exit(f"FAIL: the executable links {forbidden}:\n{libraries}")
+        run([exe] + bindings)
+        return
+    if args.backend == "artifact":
+        artifact = os.path.join(args.work, "model.attnx")
+        run([args.attnc, "compile", model] + flags + ["--emit", "artifact", "-o", artifact])
+        run([args.attnc, "run", artifact] + bindings)
+        return
+    sys.exit("unknown backend " + args.backend)
+
+
 def compare(out, ref, rtol):
     run([PYTHON, os.path.join(REF, "compare.py"), out, ref, "--rtol-l2", str(rtol)])
 
@@ -84,8 +114,7 @@ def hf(args):
         np.save(converted, np.load(ids).astype(args.ids_dtype))
         ids = converted
     out = os.path.join(args.work, "logits.npy")
-    run([args.attnc, "run", args.model, "-w", args.checkpoint, "-i", args.input + "=" + ids,
-         "-o", "logits=" + out, "-b", args.backend])
+    run_model(args, args.model, args.checkpoint, ["-i", args.input + "=" + ids, "-o", "logits=" + out])
     compare(out, logits, RTOL_HF)
 
 
@@ -99,8 +128,8 @@ def mil(args):
     np.save(features, np.random.default_rng(5).standard_normal((53, d_feat)).astype(np.float32))
     out = [os.path.join(args.work, n) for n in ("logits.npy", "attention.npy", "rl.npy", "ra.npy")]
     shutil.copy(args.config, os.path.join(args.work, "config.json"))
-    run([args.attnc, "run", args.model, "-w", w, "-i", "features=" + features,
-         "-o", "logits=" + out[0], "-o", "attention=" + out[1], "-b", args.backend])
+    run_model(args, args.model, w, ["-i", "features=" + features, "-o", "logits=" + out[0],
+                                    "-o", "attention=" + out[1]])
     run([PYTHON, os.path.join(REF, "acmil_ref.py"), w, args.config, features, out[2], out[3]])
     compare(out[0], out[2], RTOL_REF)
     compare(out[1], out[3], RTOL_REF)
@@ -121,8 +150,7 @@ def random(args):
     ids = os.path.join(args.work, "ids.npy")
     np.save(ids, random_ids(vocab, (2, 9), 3))
     out, ref = os.path.join(args.work, "logits.npy"), os.path.join(args.work, "ref.npy")
-    run([args.attnc, "run", args.model, "-w", w, "-i", "input_ids=" + ids, "-o", "logits=" + out,
-         "-b", args.backend])
+    run_model(args, args.model, w, ["-i", "input_ids=" + ids, "-o", "logits=" + out])
     run([PYTHON, os.path.join(REF, "run_ref.py"), args.arch, w, ids, ref])
     compare(out, ref, RTOL_REF)
 
@@ -233,7 +261,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--attnc", required=True)
     ap.add_argument("--work", required=True)
-    ap.add_argument("--backend", default="interp", help="the -b of the runs (hf, mil, random)")
+    ap.add_argument("--backend", default="interp",
+                    help="interp, cpu (attnc run -b), exe, exe-external or artifact (attnc compile; "
+                         "hf, mil, random)")
     sub = ap.add_subparsers(dest="kind", required=True)
     p = sub.add_parser("hf")
     p.add_argument("model")

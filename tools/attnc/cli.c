@@ -206,3 +206,33 @@ attn_status attn_cli_bind_symbols(const attn_graph *graph, const attn_cli_bindin
   }
   return ATTN_OK;
 }
+
+attn_status attn_cli_require_weights(const attn_graph *graph, const attn_weights *weights,
+                                     attn_diag *diag) {
+  if (weights)
+    return ATTN_OK;
+  for (uint32_t i = 1; i < graph->node_count; i++) {
+    const attn_node *node = &graph->nodes[i];
+    if (node->is_dead || node->op != ATTN_OP_WEIGHT)
+      continue;
+    const attn_weight_attrs *attrs = node->attrs;
+    return attn_diag_error(diag, node->loc, ATTN_ERROR_INVALID_ARGUMENT,
+                           "the model reads weights (this one is '%s'); pass -w WEIGHTS",
+                           attrs->name_count ? attrs->names[0] : "?");
+  }
+  return ATTN_OK;
+}
+
+// The cpu backend needs the partition and the memory plan: adds them after the user's passes
+// when those did not make them.
+attn_status attn_cli_plan_for_cpu(attn_graph *graph, const attn_pipeline_run_options *options,
+                                  attn_diag *diag) {
+  if (graph->buffer_count != 0)
+    return ATTN_OK;
+  attn_pipeline pipeline;
+  attn_status status = attn_cli_parse_passes("partition,plan-memory", options, diag, &pipeline);
+  if (status == ATTN_OK)
+    status = attn_pipeline_run(&pipeline, graph, options);
+  attn_pipeline_deinit(&pipeline);
+  return status;
+}

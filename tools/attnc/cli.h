@@ -17,6 +17,7 @@ enum { ATTN_EXIT_OK = 0, ATTN_EXIT_ERROR = 1, ATTN_EXIT_USAGE = 2 };
 
 // The sub-commands; each gets argv[0] = its own name.
 int attn_tool_run(int argc, char **argv);
+int attn_tool_compile(int argc, char **argv);
 int attn_tool_bench(int argc, char **argv);
 int attn_tool_opt(int argc, char **argv);
 int attn_tool_init_weights(int argc, char **argv);
@@ -81,6 +82,15 @@ attn_status attn_cli_load_model(const char *path, const attn_config *config,
 attn_status attn_cli_bind_symbols(const attn_graph *graph, const attn_cli_binding *bindings,
                                   size_t binding_count, attn_diag *diag,
                                   int64_t *symbol_values) ATTN_MUST_USE;
+
+// An error naming the first weight the graph reads when no weights were given.
+attn_status attn_cli_require_weights(const attn_graph *graph, const attn_weights *weights,
+                                     attn_diag *diag) ATTN_MUST_USE;
+
+// The cpu backend needs the partition and the memory plan: adds them after the user's passes
+// when those did not make them.
+attn_status attn_cli_plan_for_cpu(attn_graph *graph, const attn_pipeline_run_options *options,
+                                  attn_diag *diag) ATTN_MUST_USE;
 
 // Writes "'a', 'b', 'c'" (or "none") for the graph's symbols, inputs or outputs.
 void attn_cli_format_symbols(const attn_graph *graph, char *buffer, size_t size);

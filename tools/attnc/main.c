@@ -17,7 +17,10 @@ static const char usage[] =
     "bound from safetensors files or Hugging Face checkpoint directories.\n"
     "\n"
     "Commands:\n"
-    "  run           run a model on .npy inputs and write or summarise its outputs\n"
+    "  run           run a model (.attn, or a compiled .attnx) on .npy inputs and write or\n"
+    "                summarise its outputs\n"
+    "  compile       compile a model ahead of time: an executable, a .attnx artifact, or a\n"
+    "                static library with a header\n"
     "  bench         time a model's runs and each of its kernels\n"
     "  opt           print the flat IR a model description expands to\n"
     "  init-weights  write deterministic random weights for a model\n"
@@ -34,6 +37,7 @@ typedef struct attn_command {
 // clang-format off
 static const attn_command commands[] = {
     {"run", attn_tool_run},
+    {"compile", attn_tool_compile},
     {"bench", attn_tool_bench},
     {"opt", attn_tool_opt},
     {"init-weights", attn_tool_init_weights},

@@ -10,6 +10,7 @@
 #include "codegen/cpu/backend.h"
 #include "frontend/bind.h"
 #include "ir/interp.h"
+#include "runtime/api/standalone.h"
 #include "runtime/base/allocator.h"
 #include "runtime/tensor/npy.h"
 #include "tools/attnc/cli.h"
@@ -32,7 +33,9 @@ static const char usage[] =
     "usage: attnc run MODEL [-w WEIGHTS] [--config FILE] [-i NAME=FILE.npy]...\n"
     "                 [-o NAME=FILE.npy]... [-b cpu|interp|cuda] [-p PASSES] [-D NAME=VALUE]...\n"
     "\n"
-    "Runs MODEL (.attn) on the inputs and writes or summarises its outputs.\n"
+    "Runs MODEL (.attn) on the inputs and writes or summarises its outputs. A compiled\n"
+    "MODEL.attnx (attnc compile --emit artifact) runs without compiling anything and takes\n"
+    "-i, -o, --threads N, --iters N and --timing only.\n"
     "\n" RUN_OPTIONS
     "  -o NAME=FILE.npy  writes graph output NAME; outputs not written are summarised on\n"
     "                    stdout (type, min/max/mean, first values)\n"
@@ -49,7 +52,7 @@ static const char bench_usage[] =
     "\n" RUN_OPTIONS "  --iters N         timed runs (1 to 1000000)\n"
     "  --warmup N        untimed runs first (0 to 1000000)\n";
 
-enum { LIST_TEXT_SIZE = 1024, TYPE_TEXT_SIZE = 160, SUMMARY_VALUES = 8 };
+enum { LIST_TEXT_SIZE = 1024, TYPE_TEXT_SIZE = 160 };
 
 typedef struct run_request {
   const char *model;
@@ -89,22 +92,6 @@ static attn_status check_backend(const char *backend, attn_diag *diag) {
   return attn_diag_error(diag, attn_cli_loc, ATTN_ERROR_UNSUPPORTED,
                          "backend '%s' is not available yet in this build; use -b cpu or -b interp",
                          backend);
-}
-
-static attn_status require_weights(const attn_graph *graph, const attn_weights *weights,
-                                   attn_diag *diag) {
-  if (weights)
-    return ATTN_OK;
-  for (uint32_t i = 1; i < graph->node_count; i++) {
-    const attn_node *node = &graph->nodes[i];
-    if (node->is_dead || node->op != ATTN_OP_WEIGHT)
-      continue;
-    const attn_weight_attrs *attrs = node->attrs;
-    return attn_diag_error(diag, node->loc, ATTN_ERROR_INVALID_ARGUMENT,
-                           "the model reads weights (this one is '%s'); pass -w WEIGHTS",
-                           attrs->name_count ? attrs->names[0] : "?");
-  }
-  return ATTN_OK;
 }
 
 static bool find_input(const attn_graph *graph, const char *name, uint32_t *out_index) {
@@ -253,31 +240,6 @@ static double now_ms(void) {
 
 // One output on stdout: its type, min/max/mean over the finite values, how many are not
 // finite, and the first few values.
-static void summarise(const char *name, const attn_tensor *tensor) {
-  char type[TYPE_TEXT_SIZE];
-  attn_tensor_format_type(tensor->dtype, tensor->rank, tensor->dims, type, sizeof(type));
-  int64_t count = attn_tensor_element_count(tensor), finite = 0;
-  double min = (double)INFINITY, max = -(double)INFINITY, sum = 0.0;
-  for (int64_t i = 0; i < count; i++) {
-    double v = attn_tensor_get_f64(tensor, i);
-    if (!isfinite(v))
-      continue;
-    finite++;
-    min = v < min ? v : min;
-    max = v > max ? v : max;
-    sum += v;
-  }
-  printf("%s: %s\n", name, type);
-  if (finite > 0)
-    printf("  min %.6g  max %.6g  mean %.6g", min, max, sum / (double)finite);
-  if (finite < count)
-    printf("  %lld not finite", (long long)(count - finite));
-  printf("\n  [");
-  for (int64_t i = 0; i < count && i < SUMMARY_VALUES; i++)
-    printf("%s%.6g", i ? ", " : "", attn_tensor_get_f64(tensor, i));
-  printf("%s]\n", count > SUMMARY_VALUES ? ", ..." : "");
-}
-
 static attn_status write_outputs(run_state *state, const run_request *request) {
   const attn_graph *graph = state->graph;
   for (size_t i = 0; i < request->output_count; i++) {
@@ -291,23 +253,9 @@ static attn_status write_outputs(run_state *state, const run_request *request) {
     for (size_t i = 0; i < request->output_count && !is_written; i++)
       is_written = strcmp(request->outputs[i].name, graph->output_names[o]) == 0;
     if (!is_written)
-      summarise(graph->output_names[o], &state->outputs[o]);
+      attn_tensor_print_summary(stdout, graph->output_names[o], &state->outputs[o]);
   }
   return ATTN_OK;
-}
-
-// The cpu backend needs the partition and the memory plan: adds them after the user's passes
-// when those did not make them.
-static attn_status plan_for_cpu(run_state *state, const attn_pipeline_run_options *options) {
-  if (state->graph->buffer_count != 0)
-    return ATTN_OK;
-  attn_pipeline pipeline;
-  attn_status status =
-      attn_cli_parse_passes("partition,plan-memory", options, &state->diag, &pipeline);
-  if (status == ATTN_OK)
-    status = attn_pipeline_run(&pipeline, state->graph, options);
-  attn_pipeline_deinit(&pipeline);
-  return status;
 }
 
 static attn_status run_once(run_state *state, const run_request *request,
@@ -425,8 +373,8 @@ static attn_status run(run_state *state, const run_request *request) {
   pass_options.symbol_values = state->symbol_values;
   ATTN_RETURN_IF_ERROR(attn_pipeline_run(&state->pipeline, graph, &pass_options));
   if (is_cpu)
-    ATTN_RETURN_IF_ERROR(plan_for_cpu(state, &pass_options));
-  ATTN_RETURN_IF_ERROR(require_weights(graph, state->weights, diag));
+    ATTN_RETURN_IF_ERROR(attn_cli_plan_for_cpu(state->graph, &pass_options, &state->diag));
+  ATTN_RETURN_IF_ERROR(attn_cli_require_weights(graph, state->weights, diag));
   if (state->weights)
     ATTN_RETURN_IF_ERROR(attn_bind_weights(graph, state->weights, allocator, diag, &state->bound));
 
@@ -568,7 +516,44 @@ static int run_command(const char *command, const char *command_usage, bool is_b
   return exit_code;
 }
 
+// Whether `path` names a compiled artifact.
+static bool is_artifact(const char *path) {
+  size_t length = strlen(path);
+  return length > 6 && strcmp(path + length - 6, ".attnx") == 0;
+}
+
+// `attnc run MODEL.attnx ...`: the runtime alone runs it, with the flags of a standalone program
+// (-i, -o, --threads, --iters, --timing): nothing is compiled, so -w, -b, -p and -D do not apply.
+static int run_artifact(int argc, char **argv, int model_index) {
+  double start = attn_standalone_now();
+  const char *path = argv[model_index];
+  attn_model *model = NULL;
+  attn_error error;
+  if (attn_model_open(path, NULL, &model, &error) != ATTN_OK) {
+    fprintf(stderr, "attnc run: %s\n", error.message);
+    return ATTN_EXIT_ERROR;
+  }
+  // The flags without the model: argv[0] stays, as a program's name would.
+  char **flags = calloc((size_t)argc + 1, sizeof(char *));
+  int status = ATTN_EXIT_ERROR;
+  if (flags) {
+    int count = 0;
+    for (int a = 0; a < argc; a++)
+      if (a != model_index)
+        flags[count++] = argv[a];
+    status = attn_standalone_run("attnc run", model, count, flags, start);
+  }
+  free(flags);
+  attn_model_close(model);
+  return status;
+}
+
 int attn_tool_run(int argc, char **argv) {
+  for (int a = 1; a < argc; a++) {
+    bool is_value = a > 1 && argv[a - 1][0] == '-' && strcmp(argv[a - 1], "--timing") != 0;
+    if (!is_value && is_artifact(argv[a]))
+      return run_artifact(argc, argv, a);
+  }
   return run_command("run", usage, false, argc, argv);
 }
 
