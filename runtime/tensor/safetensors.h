@@ -41,6 +41,11 @@ bool attn_safetensors_find_index(const attn_safetensors *file, const char *name,
 // The path (or, for a memory image, the name) the file was opened with; borrowed from `file`.
 const char *attn_safetensors_path(const attn_safetensors *file);
 
+// The dtype's name in a safetensors header ("F32", "BF16", ...), or NULL for none.
+const char *attn_safetensors_dtype_name(attn_dtype dtype);
+
+// ---- writing (safetensors_write.c, library attn_tensor_write) ----
+
 // A named tensor to write.
 typedef struct attn_named_tensor {
   const char *name;

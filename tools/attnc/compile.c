@@ -43,6 +43,9 @@ static const char compile_usage[] =
     "Kernels are compiled for this machine's CPU; the result refuses to run on a CPU without\n"
     "its vector features. Linking uses the C compiler $CC (default cc).\n";
 
+// Room in a link command for what is not an object: flags, sources, libraries.
+enum { LINK_ARGS = 32 };
+
 typedef struct compile_request {
   const char *model, *out, *emit, *weights_path, *config_path, *passes, *name;
   bool weights_external;
@@ -298,7 +301,7 @@ static attn_status build_linked(compile_state *state, const compile_request *req
   snprintf(include_flag, sizeof(include_flag), "-I%s", include);
   snprintf(dir_flag, sizeof(dir_flag), "-I%s", state->dir.path);
   size_t object_count = plan->function_count;
-  const char **args = calloc(object_count + 16, sizeof(char *));
+  const char **args = calloc(object_count + LINK_ARGS, sizeof(char *));
   char(*objects)[PATH_MAX] = calloc(object_count + 1, sizeof(*objects));
   attn_status status = ATTN_OK;
   if (!args || !objects)
@@ -318,6 +321,11 @@ static attn_status build_linked(compile_state *state, const compile_request *req
     args[n++] = "-lm";
     args[n++] = "-lpthread";
     args[n++] = "-ldl";
+    // The link flags the runtime was built with (a sanitizer's), one word each.
+    char link_flags[] = ATTN_RUNTIME_LINK_FLAGS;
+    for (char *word = strtok(link_flags, " "); word && n + 1 < object_count + LINK_ARGS;
+         word = strtok(NULL, " "))
+      args[n++] = word;
     args[n] = NULL;
     status = attn_aot_cc(args, diag);
   } else if (status == ATTN_OK) {
