@@ -4,7 +4,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "attn/runtime.h"
 #include "runtime/artifact/artifact.h"
@@ -12,6 +11,7 @@
 #include "runtime/base/allocator.h"
 #include "runtime/base/diag.h"
 #include "runtime/exec/exec.h"
+#include "runtime/tensor/io.h"
 
 struct attn_model {
   attn_allocator allocator;
@@ -87,21 +87,6 @@ static attn_status resolve_functions(attn_model *model, const attn_linked_model 
   return ATTN_OK;
 }
 
-// The directory of the running program.
-static bool program_directory(char *dir, size_t size) {
-  ssize_t length = readlink("/proc/self/exe", dir, size - 1);
-  if (length <= 0)
-    return false;
-  dir[length] = '\0';
-  char *slash = strrchr(dir, '/');
-  if (!slash)
-    return false;
-  *slash = slash == dir ? '/' : '\0';
-  if (slash == dir)
-    dir[1] = '\0';
-  return true;
-}
-
 static attn_status open_model(const char *path, const attn_linked_model *linked,
                               const attn_model_options *options, attn_model **out_model,
                               attn_error *error) {
@@ -122,7 +107,7 @@ static attn_status open_model(const char *path, const attn_linked_model *linked,
     };
     char program_dir[4096];
     const char *weights_dir = options ? options->weights_dir : NULL;
-    if (linked && !weights_dir && program_directory(program_dir, sizeof(program_dir)))
+    if (linked && !weights_dir && attn_io_program_dir(program_dir, sizeof(program_dir)))
       weights_dir = program_dir;
     status = linked
                  ? attn_artifact_open_memory(linked->artifact, linked->artifact_size, weights_dir,

@@ -29,7 +29,7 @@ static const char usage[] =
     "  --threads N       threads of the run (default: $ATTN_NUM_THREADS, else one per core)\n"
     "  --iters N         runs the model N times (default 1) and reports the median on stderr\n"
     "  --timing          prints on stderr how long loading took and when the first kernel\n"
-    "                    started, in ms since main() was entered\n"
+    "                    started, in ms since main() was entered and on CLOCK_MONOTONIC\n"
     "\n"
     "Inputs:\n";
 
@@ -159,7 +159,8 @@ static int run(const char *program, attn_model *model, const standalone *s, doub
   for (long r = 0; r < s->iters; r++) {
     double begin = seconds_now();
     if (r == 0 && s->timing)
-      fprintf(stderr, "first kernel: %.3f ms after main()\n", (begin - start) * 1e3);
+      fprintf(stderr, "first kernel: %.3f ms after main() (monotonic clock %.6f s)\n",
+              (begin - start) * 1e3, begin);
     if (attn_session_run(session) != ATTN_OK) {
       fprintf(stderr, "%s: %s\n", program, attn_session_error(session));
       goto done;

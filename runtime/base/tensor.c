@@ -249,27 +249,48 @@ uint16_t attn_f32_to_f16(float value) {
   return (uint16_t)(sign | half);
 }
 
+attn_tensor_stats attn_tensor_get_stats(const attn_tensor *tensor) {
+  attn_tensor_stats stats = {.count = attn_tensor_element_count(tensor),
+                             .min = (double)INFINITY,
+                             .max = -(double)INFINITY};
+  double sum = 0.0, sum_sq = 0.0;
+  for (int64_t i = 0; i < stats.count; i++) {
+    double v = attn_tensor_get_f64(tensor, i);
+    stats.nans += isnan(v);
+    if (!isfinite(v))
+      continue;
+    stats.finite++;
+    stats.min = v < stats.min ? v : stats.min;
+    stats.max = v > stats.max ? v : stats.max;
+    sum += v;
+  }
+  stats.mean = stats.finite ? sum / (double)stats.finite : 0.0;
+  for (int64_t i = 0; i < stats.count; i++) {
+    double v = attn_tensor_get_f64(tensor, i);
+    if (isfinite(v))
+      sum_sq += (v - stats.mean) * (v - stats.mean);
+  }
+  stats.std = stats.finite ? sqrt(sum_sq / (double)stats.finite) : 0.0;
+  return stats;
+}
+
+void attn_tensor_print_values(FILE *out, const attn_tensor *tensor, int64_t count) {
+  int64_t total = attn_tensor_element_count(tensor);
+  fprintf(out, "  [");
+  for (int64_t i = 0; i < total && i < count; i++)
+    fprintf(out, "%s%.6g", i ? ", " : "", attn_tensor_get_f64(tensor, i));
+  fprintf(out, "%s]\n", total > count ? ", ..." : "");
+}
+
 void attn_tensor_print_summary(FILE *out, const char *name, const attn_tensor *tensor) {
   char type[160];
   attn_tensor_format_type(tensor->dtype, tensor->rank, tensor->dims, type, sizeof(type));
-  int64_t count = attn_tensor_element_count(tensor), finite = 0;
-  double min = (double)INFINITY, max = -(double)INFINITY, sum = 0.0;
-  for (int64_t i = 0; i < count; i++) {
-    double v = attn_tensor_get_f64(tensor, i);
-    if (!isfinite(v))
-      continue;
-    finite++;
-    min = v < min ? v : min;
-    max = v > max ? v : max;
-    sum += v;
-  }
+  attn_tensor_stats stats = attn_tensor_get_stats(tensor);
   fprintf(out, "%s: %s\n", name, type);
-  if (finite > 0)
-    fprintf(out, "  min %.6g  max %.6g  mean %.6g", min, max, sum / (double)finite);
-  if (finite < count)
-    fprintf(out, "  %lld not finite", (long long)(count - finite));
-  fprintf(out, "\n  [");
-  for (int64_t i = 0; i < count && i < 8; i++)
-    fprintf(out, "%s%.6g", i ? ", " : "", attn_tensor_get_f64(tensor, i));
-  fprintf(out, "%s]\n", count > 8 ? ", ..." : "");
+  if (stats.finite > 0)
+    fprintf(out, "  min %.6g  max %.6g  mean %.6g", stats.min, stats.max, stats.mean);
+  if (stats.finite < stats.count)
+    fprintf(out, "  %lld not finite", (long long)(stats.count - stats.finite));
+  fprintf(out, "\n");
+  attn_tensor_print_values(out, tensor, 8);
 }

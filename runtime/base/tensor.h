@@ -44,6 +44,18 @@ void attn_tensor_set_f64(attn_tensor *tensor, int64_t index, double value);
 void attn_tensor_format_type(attn_dtype dtype, uint32_t rank, const int64_t *dims, char *buffer,
                              size_t buffer_size);
 
+// Statistics of a tensor's elements, as doubles: min, max, mean and standard deviation over the
+// finite ones (min +inf and max -inf when there is none).
+typedef struct attn_tensor_stats {
+  int64_t count, finite, nans;
+  double min, max, mean, std;
+} attn_tensor_stats;
+
+attn_tensor_stats attn_tensor_get_stats(const attn_tensor *tensor);
+
+// Prints "  [v0, v1, ...]": the first `count` values, then ", ..." when there are more.
+void attn_tensor_print_values(FILE *out, const attn_tensor *tensor, int64_t count);
+
 // Prints "NAME: f32[2, 3]", then min, max and mean of the finite elements (and how many are not
 // finite), then the first 8 values.
 void attn_tensor_print_summary(FILE *out, const char *name, const attn_tensor *tensor);

@@ -156,3 +156,15 @@ attn_status attn_io_finish_write(FILE *out, const char *path, bool ok, attn_diag
   return attn_diag_error(diag, (attn_loc){path, 0, 0}, ATTN_ERROR_IO, "cannot write: %s",
                          strerror(saved_errno));
 }
+
+bool attn_io_program_dir(char *dir, size_t size) {
+  ssize_t length = readlink("/proc/self/exe", dir, size - 1);
+  if (length <= 0 || (size_t)length >= size - 1)
+    return false;
+  dir[length] = '\0';
+  char *slash = strrchr(dir, '/');
+  if (!slash)
+    return false;
+  slash[slash == dir ? 1 : 0] = '\0';
+  return true;
+}

@@ -17,6 +17,10 @@ attn_status attn_io_read_file(const char *path, attn_allocator allocator, attn_d
 
 bool attn_io_host_is_little_endian(void);
 
+// The directory of the running program (from /proc/self/exe), into `dir`. False when it cannot
+// be told or does not fit.
+bool attn_io_program_dir(char *dir, size_t size);
+
 // Reverses the bytes of each of `count` elements of `element_size` bytes, in place.
 void attn_io_byteswap(void *data, size_t count, size_t element_size);
 

@@ -236,3 +236,28 @@ attn_status attn_cli_plan_for_cpu(attn_graph *graph, const attn_pipeline_run_opt
   attn_pipeline_deinit(&pipeline);
   return status;
 }
+
+attn_status attn_cli_load(const char *model, const char *weights_path, const char *config_path,
+                          attn_allocator allocator, attn_diag *diag, attn_weights **out_weights,
+                          attn_config **out_config, attn_graph **out_graph) {
+  const attn_config *config = NULL;
+  if (weights_path) {
+    ATTN_RETURN_IF_ERROR(attn_weights_open(weights_path, allocator, diag, out_weights));
+    config = attn_weights_config(*out_weights);
+  }
+  if (config_path) {
+    ATTN_RETURN_IF_ERROR(attn_config_read(config_path, allocator, diag, out_config));
+    config = *out_config;
+  }
+  return attn_cli_load_model(model, config, allocator, diag, out_graph);
+}
+
+void attn_cli_model_deinit(attn_cli_model *model, attn_allocator allocator) {
+  attn_bound_weights_deinit(&model->bound, allocator);
+  attn_cpu_program_destroy(model->program);
+  attn_cpu_backend_destroy(model->cpu);
+  attn_config_destroy(model->config);
+  attn_graph_destroy(model->graph);
+  attn_weights_close(model->weights);
+  attn_pipeline_deinit(&model->pipeline);
+}

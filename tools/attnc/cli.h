@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "codegen/cpu/backend.h"
+#include "frontend/bind.h"
 #include "ir/ir.h"
 #include "passes/pass.h"
 #include "runtime/base/diag.h"
@@ -76,6 +78,28 @@ extern const attn_loc attn_cli_loc;
 attn_status attn_cli_load_model(const char *path, const attn_config *config,
                                 attn_allocator allocator, attn_diag *diag,
                                 attn_graph **out_graph) ATTN_MUST_USE;
+
+// What run, bench and compile hold of a model: its weights and config, the graph and the pipeline
+// it went through, the weights bound to it, and the cpu backend's program.
+typedef struct attn_cli_model {
+  attn_weights *weights;
+  attn_config *config;
+  attn_graph *graph;
+  attn_pipeline pipeline;
+  attn_bound_weights bound;
+  attn_cpu_backend *cpu;
+  attn_cpu_program *program;
+} attn_cli_model;
+
+// Frees all of it (NULL members are skipped); `allocator` is the one everything came from.
+void attn_cli_model_deinit(attn_cli_model *model, attn_allocator allocator);
+
+// Opens -w WEIGHTS (a safetensors file or a Hugging Face directory) and --config FILE when
+// given (NULL otherwise), then parses MODEL with config.* from --config, else from the weights'
+// directory. The caller closes what it gets, on failure too.
+attn_status attn_cli_load(const char *model, const char *weights_path, const char *config_path,
+                          attn_allocator allocator, attn_diag *diag, attn_weights **out_weights,
+                          attn_config **out_config, attn_graph **out_graph) ATTN_MUST_USE;
 
 // Applies -D bindings to `symbol_values` (graph->symbol_count entries, < 0 unbound). An unknown
 // symbol is an error that lists the graph's symbols.

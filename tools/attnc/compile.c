@@ -56,33 +56,14 @@ typedef struct compile_request {
 typedef struct compile_state {
   attn_allocator allocator;
   attn_diag diag;
-  attn_weights *weights;
-  attn_config *config;
-  attn_graph *graph;
-  attn_pipeline pipeline;
+  attn_cli_model model;
   int64_t *symbol_values;
-  attn_bound_weights bound;
-  attn_cpu_backend *cpu;
-  attn_cpu_program *program;
   attn_tensor *converted; // per constant: weights converted to their declared dtype
   attn_aot_dir dir;
   bool has_dir;
 } compile_state;
 
 // ---- where the runtime is --------------------------------------------------------------------
-
-// Writes the directory of this executable into `dir`.
-static bool self_dir(char *dir, size_t size) {
-  ssize_t length = readlink("/proc/self/exe", dir, size - 1);
-  if (length <= 0)
-    return false;
-  dir[length] = '\0';
-  char *slash = strrchr(dir, '/');
-  if (!slash)
-    return false;
-  *slash = '\0';
-  return true;
-}
 
 static bool file_exists(const char *path) {
   return access(path, R_OK) == 0;
@@ -92,7 +73,7 @@ static bool file_exists(const char *path) {
 // attnc (PREFIX/bin/attnc), else those of the build tree it was built in.
 static attn_status find_runtime(attn_diag *diag, char *library, char *include, size_t size) {
   char dir[PATH_MAX];
-  if (self_dir(dir, sizeof(dir))) {
+  if (attn_io_program_dir(dir, sizeof(dir))) {
     snprintf(library, size, "%s/../lib/libattnrt.a", dir);
     snprintf(include, size, "%s/../include", dir);
     char header[PATH_MAX + 64];
@@ -128,19 +109,20 @@ static attn_status copy_file(const char *from, const char *to, attn_diag *diag) 
 // Gives every constant of a weight its data, converted to the declared dtype when the weights
 // file holds another (bf16 checkpoints for f32 models).
 static attn_status bind_constants(compile_state *state) {
-  attn_plan *plan = (attn_plan *)attn_cpu_program_plan(state->program);
+  attn_plan *plan = (attn_plan *)attn_cpu_program_plan(state->model.program);
   state->converted = calloc(plan->constant_count + 1, sizeof(attn_tensor));
   if (!state->converted)
     return attn_diag_error(&state->diag, attn_cli_loc, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
   for (uint32_t c = 0; c < plan->constant_count; c++) {
     attn_plan_constant *constant = &plan->constants[c];
-    uint32_t node = attn_cpu_program_constant_node(state->program, c);
-    if (state->graph->nodes[node].op != ATTN_OP_WEIGHT)
+    uint32_t node = attn_cpu_program_constant_node(state->model.program, c);
+    if (state->model.graph->nodes[node].op != ATTN_OP_WEIGHT)
       continue;
-    const attn_tensor *weight = state->bound.by_node ? &state->bound.by_node[node] : NULL;
+    const attn_tensor *weight =
+        state->model.bound.by_node ? &state->model.bound.by_node[node] : NULL;
     if (!weight || !weight->data)
-      return attn_diag_error(&state->diag, state->graph->nodes[node].loc, ATTN_ERROR_NOT_FOUND,
-                             "weight '%s' has no data", constant->name);
+      return attn_diag_error(&state->diag, state->model.graph->nodes[node].loc,
+                             ATTN_ERROR_NOT_FOUND, "weight '%s' has no data", constant->name);
     if (weight->dtype == constant->dtype) {
       constant->data = weight->data;
       continue;
@@ -167,7 +149,7 @@ static attn_status check_no_host_steps(const compile_state *state, const attn_pl
         (attn_diag *)&state->diag, attn_cli_loc, ATTN_ERROR_UNSUPPORTED,
         "kernel k%u (%s) has no generated code on the cpu backend, and a compiled program "
         "cannot carry the reference evaluator",
-        kernel, attn_kernel_kind_name(state->graph->kernels[kernel].kind));
+        kernel, attn_kernel_kind_name(state->model.graph->kernels[kernel].kind));
   }
   return ATTN_OK;
 }
@@ -177,19 +159,11 @@ static attn_status prepare(compile_state *state, const compile_request *request)
   attn_diag *diag = &state->diag;
   attn_pipeline_run_options pass_options = {0};
   ATTN_RETURN_IF_ERROR(
-      attn_cli_parse_passes(request->passes, &pass_options, diag, &state->pipeline));
-  const attn_config *config = NULL;
-  if (request->weights_path) {
-    ATTN_RETURN_IF_ERROR(
-        attn_weights_open(request->weights_path, allocator, diag, &state->weights));
-    config = attn_weights_config(state->weights);
-  }
-  if (request->config_path) {
-    ATTN_RETURN_IF_ERROR(attn_config_read(request->config_path, allocator, diag, &state->config));
-    config = state->config;
-  }
-  ATTN_RETURN_IF_ERROR(attn_cli_load_model(request->model, config, allocator, diag, &state->graph));
-  attn_graph *graph = state->graph;
+      attn_cli_parse_passes(request->passes, &pass_options, diag, &state->model.pipeline));
+  ATTN_RETURN_IF_ERROR(attn_cli_load(request->model, request->weights_path, request->config_path,
+                                     allocator, diag, &state->model.weights, &state->model.config,
+                                     &state->model.graph));
+  attn_graph *graph = state->model.graph;
   state->symbol_values = calloc(graph->symbol_count + 1, sizeof(int64_t));
   if (!state->symbol_values)
     return attn_diag_error(diag, attn_cli_loc, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
@@ -198,28 +172,29 @@ static attn_status prepare(compile_state *state, const compile_request *request)
   ATTN_RETURN_IF_ERROR(attn_cli_bind_symbols(graph, request->symbols, request->symbol_count, diag,
                                              state->symbol_values));
   pass_options.symbol_values = state->symbol_values;
-  ATTN_RETURN_IF_ERROR(attn_pipeline_run(&state->pipeline, graph, &pass_options));
+  ATTN_RETURN_IF_ERROR(attn_pipeline_run(&state->model.pipeline, graph, &pass_options));
   ATTN_RETURN_IF_ERROR(attn_cli_plan_for_cpu(graph, &pass_options, diag));
-  ATTN_RETURN_IF_ERROR(attn_cli_require_weights(graph, state->weights, diag));
-  if (state->weights)
-    ATTN_RETURN_IF_ERROR(attn_bind_weights(graph, state->weights, allocator, diag, &state->bound));
+  ATTN_RETURN_IF_ERROR(attn_cli_require_weights(graph, state->model.weights, diag));
+  if (state->model.weights)
+    ATTN_RETURN_IF_ERROR(
+        attn_bind_weights(graph, state->model.weights, allocator, diag, &state->model.bound));
   attn_cpu_backend_options options = {.keep_objects = true, .thread_count = 1};
-  ATTN_RETURN_IF_ERROR(attn_cpu_backend_create(&options, allocator, diag, &state->cpu));
-  ATTN_RETURN_IF_ERROR(attn_cpu_program_compile(state->cpu, graph, &state->program));
-  ATTN_RETURN_IF_ERROR(check_no_host_steps(state, attn_cpu_program_plan(state->program)));
+  ATTN_RETURN_IF_ERROR(attn_cpu_backend_create(&options, allocator, diag, &state->model.cpu));
+  ATTN_RETURN_IF_ERROR(attn_cpu_program_compile(state->model.cpu, graph, &state->model.program));
+  ATTN_RETURN_IF_ERROR(check_no_host_steps(state, attn_cpu_program_plan(state->model.program)));
   ATTN_RETURN_IF_ERROR(bind_constants(state));
   ATTN_RETURN_IF_ERROR(attn_aot_dir_create(&state->dir, diag));
   state->has_dir = true;
-  return attn_aot_write_objects(state->cpu, attn_cpu_program_plan(state->program), &state->dir,
-                                diag);
+  return attn_aot_write_objects(state->model.cpu, attn_cpu_program_plan(state->model.program),
+                                &state->dir, diag);
 }
 
 // Writes the artifact to `path`: with the kernels as a shared object, or without them (a program
 // that links them in); the weights embedded or in `weights_file`.
 static attn_status write_artifact(compile_state *state, const char *path, const char *name,
                                   bool with_code, const char *weights_file) {
-  const attn_plan *plan = attn_cpu_program_plan(state->program);
-  attn_cpu_backend_target target = attn_cpu_backend_get_target(state->cpu);
+  const attn_plan *plan = attn_cpu_program_plan(state->model.program);
+  attn_cpu_backend_target target = attn_cpu_backend_get_target(state->model.cpu);
   attn_artifact_contents contents = {
       .plan = plan,
       .model_name = name,
@@ -282,7 +257,7 @@ static void model_name(const compile_request *request, char *name, size_t size) 
 // Compiles the linked model's source (and links it into an executable or archives it).
 static attn_status build_linked(compile_state *state, const compile_request *request,
                                 const char *name, bool is_exe) {
-  const attn_plan *plan = attn_cpu_program_plan(state->program);
+  const attn_plan *plan = attn_cpu_program_plan(state->model.program);
   attn_diag *diag = &state->diag;
   char library[PATH_MAX], include[PATH_MAX], artifact[PATH_MAX], source_path[PATH_MAX];
   char weights[PATH_MAX], header[PATH_MAX], object[PATH_MAX];
@@ -378,18 +353,12 @@ static attn_status compile(compile_state *state, const compile_request *request)
 static void compile_state_deinit(compile_state *state) {
   if (state->has_dir)
     attn_aot_dir_remove(&state->dir);
-  const attn_plan *plan = state->program ? attn_cpu_program_plan(state->program) : NULL;
+  const attn_plan *plan = state->model.program ? attn_cpu_program_plan(state->model.program) : NULL;
   for (uint32_t c = 0; plan && state->converted && c < plan->constant_count; c++)
     attn_tensor_free(state->allocator, &state->converted[c]);
   free(state->converted);
   free(state->symbol_values);
-  attn_bound_weights_deinit(&state->bound, state->allocator);
-  attn_cpu_program_destroy(state->program);
-  attn_cpu_backend_destroy(state->cpu);
-  attn_config_destroy(state->config);
-  attn_graph_destroy(state->graph);
-  attn_weights_close(state->weights);
-  attn_pipeline_deinit(&state->pipeline);
+  attn_cli_model_deinit(&state->model, state->allocator);
   attn_diag_deinit(&state->diag);
 }
 

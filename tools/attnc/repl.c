@@ -1097,33 +1097,14 @@ static attn_status command_input(repl *r, char *args) {
 static void print_statistics(const char *name, const attn_tensor *tensor) {
   char type[TYPE_TEXT_SIZE];
   format_tensor_type(tensor, type, sizeof(type));
-  int64_t count = attn_tensor_element_count(tensor), finite = 0, nans = 0;
-  double min = (double)INFINITY, max = -(double)INFINITY, sum = 0.0, sum_sq = 0.0;
-  for (int64_t i = 0; i < count; i++) {
-    double v = attn_tensor_get_f64(tensor, i);
-    nans += isnan(v);
-    if (!isfinite(v))
-      continue;
-    finite++;
-    min = v < min ? v : min;
-    max = v > max ? v : max;
-    sum += v;
-  }
-  double mean = finite ? sum / (double)finite : 0.0;
-  for (int64_t i = 0; i < count; i++) {
-    double v = attn_tensor_get_f64(tensor, i);
-    if (isfinite(v))
-      sum_sq += (v - mean) * (v - mean);
-  }
-  printf("%s: %s, %lld elements\n", name, type, (long long)count);
-  if (finite > 0)
-    printf("  min %.6g  max %.6g  mean %.6g  std %.6g\n", min, max, mean,
-           sqrt(sum_sq / (double)finite));
-  printf("  nan %lld  inf %lld\n", (long long)nans, (long long)(count - finite - nans));
-  printf("  [");
-  for (int64_t i = 0; i < count && i < SHOWN_VALUES; i++)
-    printf("%s%.6g", i ? ", " : "", attn_tensor_get_f64(tensor, i));
-  printf("%s]\n", count > SHOWN_VALUES ? ", ..." : "");
+  attn_tensor_stats stats = attn_tensor_get_stats(tensor);
+  printf("%s: %s, %lld elements\n", name, type, (long long)stats.count);
+  if (stats.finite > 0)
+    printf("  min %.6g  max %.6g  mean %.6g  std %.6g\n", stats.min, stats.max, stats.mean,
+           stats.std);
+  printf("  nan %lld  inf %lld\n", (long long)stats.nans,
+         (long long)(stats.count - stats.finite - stats.nans));
+  attn_tensor_print_values(stdout, tensor, SHOWN_VALUES);
 }
 
 // ---- :save and :load -------------------------------------------------------------------------

@@ -74,16 +74,10 @@ typedef struct run_request {
 typedef struct run_state {
   attn_allocator allocator;
   attn_diag diag;
-  attn_weights *weights;
-  attn_config *config;
-  attn_graph *graph;
-  attn_cpu_backend *cpu;
-  attn_cpu_program *program;
-  attn_bound_weights bound;
+  attn_cli_model model;
   attn_tensor *inputs;  // graph->input_count, owned
   attn_tensor *outputs; // graph->output_count, owned
   int64_t *symbol_values;
-  attn_pipeline pipeline;
 } run_state;
 
 static attn_status check_backend(const char *backend, attn_diag *diag) {
@@ -162,7 +156,7 @@ static attn_status bind_input_symbols(const attn_graph *graph, uint32_t index,
 // integer data of another integer dtype (i32 ids for an i64 input) is converted by the
 // evaluator, which checks that the values fit.
 static attn_status load_input(run_state *state, uint32_t index, const char *file) {
-  const attn_graph *graph = state->graph;
+  const attn_graph *graph = state->model.graph;
   const attn_value *input = attn_graph_value(graph, graph->inputs[index]);
   attn_loc loc = {file, 0, 0};
   attn_tensor data;
@@ -206,7 +200,7 @@ static attn_status load_input(run_state *state, uint32_t index, const char *file
 }
 
 static attn_status load_inputs(run_state *state, const run_request *request) {
-  const attn_graph *graph = state->graph;
+  const attn_graph *graph = state->model.graph;
   char names[LIST_TEXT_SIZE];
   for (size_t i = 0; i < request->input_count; i++) {
     const attn_cli_binding *b = &request->inputs[i];
@@ -241,7 +235,7 @@ static double now_ms(void) {
 // One output on stdout: its type, min/max/mean over the finite values, how many are not
 // finite, and the first few values.
 static attn_status write_outputs(run_state *state, const run_request *request) {
-  const attn_graph *graph = state->graph;
+  const attn_graph *graph = state->model.graph;
   for (size_t i = 0; i < request->output_count; i++) {
     uint32_t index;
     if (find_output(graph, request->outputs[i].name, &index)) // check_output_names made sure
@@ -260,11 +254,11 @@ static attn_status write_outputs(run_state *state, const run_request *request) {
 
 static attn_status run_once(run_state *state, const run_request *request,
                             const attn_interp_args *args) {
-  const attn_graph *graph = state->graph;
+  const attn_graph *graph = state->model.graph;
   for (uint32_t i = 0; i < graph->output_count; i++)
     attn_tensor_free(state->allocator, &state->outputs[i]);
-  if (state->program)
-    return attn_cpu_program_run(state->program, args, state->allocator, &state->diag,
+  if (state->model.program)
+    return attn_cpu_program_run(state->model.program, args, state->allocator, &state->diag,
                                 state->outputs);
   (void)request;
   return attn_interp_run(graph, args, state->allocator, &state->diag, state->outputs);
@@ -343,19 +337,11 @@ static attn_status run(run_state *state, const run_request *request) {
   bool is_cpu = strcmp(request->backend, "cpu") == 0;
   attn_pipeline_run_options pass_options = {.time_passes = request->time_passes};
   ATTN_RETURN_IF_ERROR(
-      attn_cli_parse_passes(request->passes, &pass_options, diag, &state->pipeline));
-  const attn_config *config = NULL;
-  if (request->weights_path) {
-    ATTN_RETURN_IF_ERROR(
-        attn_weights_open(request->weights_path, allocator, diag, &state->weights));
-    config = attn_weights_config(state->weights);
-  }
-  if (request->config_path) {
-    ATTN_RETURN_IF_ERROR(attn_config_read(request->config_path, allocator, diag, &state->config));
-    config = state->config;
-  }
-  ATTN_RETURN_IF_ERROR(attn_cli_load_model(request->model, config, allocator, diag, &state->graph));
-  attn_graph *graph = state->graph;
+      attn_cli_parse_passes(request->passes, &pass_options, diag, &state->model.pipeline));
+  ATTN_RETURN_IF_ERROR(attn_cli_load(request->model, request->weights_path, request->config_path,
+                                     allocator, diag, &state->model.weights, &state->model.config,
+                                     &state->model.graph));
+  attn_graph *graph = state->model.graph;
   ATTN_RETURN_IF_ERROR(check_output_names(graph, request, diag));
 
   state->symbol_values = calloc(graph->symbol_count + 1, sizeof(*state->symbol_values));
@@ -371,25 +357,26 @@ static attn_status run(run_state *state, const run_request *request) {
   // any pass specialises on them; passes before weights, which are bound by node id.
   ATTN_RETURN_IF_ERROR(load_inputs(state, request));
   pass_options.symbol_values = state->symbol_values;
-  ATTN_RETURN_IF_ERROR(attn_pipeline_run(&state->pipeline, graph, &pass_options));
+  ATTN_RETURN_IF_ERROR(attn_pipeline_run(&state->model.pipeline, graph, &pass_options));
   if (is_cpu)
-    ATTN_RETURN_IF_ERROR(attn_cli_plan_for_cpu(state->graph, &pass_options, &state->diag));
-  ATTN_RETURN_IF_ERROR(attn_cli_require_weights(graph, state->weights, diag));
-  if (state->weights)
-    ATTN_RETURN_IF_ERROR(attn_bind_weights(graph, state->weights, allocator, diag, &state->bound));
+    ATTN_RETURN_IF_ERROR(attn_cli_plan_for_cpu(state->model.graph, &pass_options, &state->diag));
+  ATTN_RETURN_IF_ERROR(attn_cli_require_weights(graph, state->model.weights, diag));
+  if (state->model.weights)
+    ATTN_RETURN_IF_ERROR(
+        attn_bind_weights(graph, state->model.weights, allocator, diag, &state->model.bound));
 
   double compile_ms = 0;
   if (is_cpu) {
     double start = now_ms();
-    ATTN_RETURN_IF_ERROR(attn_cpu_backend_create(NULL, allocator, diag, &state->cpu));
-    ATTN_RETURN_IF_ERROR(attn_cpu_program_compile(state->cpu, graph, &state->program));
+    ATTN_RETURN_IF_ERROR(attn_cpu_backend_create(NULL, allocator, diag, &state->model.cpu));
+    ATTN_RETURN_IF_ERROR(attn_cpu_program_compile(state->model.cpu, graph, &state->model.program));
     compile_ms = now_ms() - start;
     if (request->time_passes)
-      report_codegen(state->program, compile_ms);
+      report_codegen(state->model.program, compile_ms);
   }
   attn_interp_args args = {
       .inputs = state->inputs,
-      .weights = state->bound.by_node,
+      .weights = state->model.bound.by_node,
       .symbol_values = state->symbol_values,
   };
   int64_t runs = request->is_bench ? request->warmup + request->iters : 1;
@@ -398,8 +385,8 @@ static attn_status run(run_state *state, const run_request *request) {
     return attn_diag_error(diag, attn_cli_loc, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
   attn_status status = ATTN_OK;
   for (int64_t r = 0; r < runs && status == ATTN_OK; r++) {
-    if (state->program && request->is_bench && r == request->warmup)
-      attn_cpu_program_reset_times(state->program);
+    if (state->model.program && request->is_bench && r == request->warmup)
+      attn_cpu_program_reset_times(state->model.program);
     double start = now_ms();
     status = run_once(state, request, &args);
     times[r] = now_ms() - start;
@@ -418,8 +405,8 @@ static attn_status run(run_state *state, const run_request *request) {
     double median = request->iters % 2 ? timed[half] : 0.5 * (timed[half - 1] + timed[half]);
     printf("backend %s, %lld runs after %lld warmup; compile %.1f ms\n", request->backend,
            (long long)request->iters, (long long)request->warmup, compile_ms);
-    if (state->program)
-      report_steps(state->program, request->iters);
+    if (state->model.program)
+      report_steps(state->model.program, request->iters);
     printf("min_ms=%.3f\nmedian_ms=%.3f\n", timed[0], median);
     fflush(stdout);
   }
@@ -428,7 +415,7 @@ static attn_status run(run_state *state, const run_request *request) {
 }
 
 static void run_state_deinit(run_state *state) {
-  const attn_graph *graph = state->graph;
+  const attn_graph *graph = state->model.graph;
   for (uint32_t i = 0; graph && state->outputs && i < graph->output_count; i++)
     attn_tensor_free(state->allocator, &state->outputs[i]);
   for (uint32_t i = 0; graph && state->inputs && i < graph->input_count; i++)
@@ -436,13 +423,7 @@ static void run_state_deinit(run_state *state) {
   free(state->outputs);
   free(state->inputs);
   free(state->symbol_values);
-  attn_bound_weights_deinit(&state->bound, state->allocator);
-  attn_cpu_program_destroy(state->program);
-  attn_cpu_backend_destroy(state->cpu);
-  attn_config_destroy(state->config);
-  attn_graph_destroy(state->graph);
-  attn_weights_close(state->weights);
-  attn_pipeline_deinit(&state->pipeline);
+  attn_cli_model_deinit(&state->model, state->allocator);
   attn_diag_deinit(&state->diag);
 }
 
