@@ -63,7 +63,7 @@ def main():
     np.save(ids, (np.arange(8, dtype=np.int64) * 997 % 50257).reshape(1, 8))
 
     size = stripped_size(args.runtime, args.work)
-    exe = os.path.join(args.work, "gpt2")
+    exe = os.path.join(args.work, "gpt2_exe")
     t = time.monotonic()
     run([args.attnc, "compile", model, "-w", weights, "-o", exe])
     compile_s = time.monotonic() - t

@@ -46,10 +46,20 @@ static char *text(const char *value) {
     init(out);                                                                                     \
   } while (0)
 
-// Places `size` bytes at the next aligned offset of the data section.
+// Places `size` bytes at the next aligned offset of the data section; bytes already placed (a
+// weight two constants share: GPT-2's tied embedding and head) are referred to again, not copied.
 static attn_status add_blob(writer *w, const void *bytes, size_t size, Attn__Attnx__Blob **out) {
   Attn__Attnx__Blob *blob;
   NEW_MESSAGE(w, Attn__Attnx__Blob, attn__attnx__blob__init, blob);
+  for (size_t i = 0; i < w->blob_count && size > 0; i++) {
+    if (w->blobs[i].bytes != bytes || w->blobs[i].size != size)
+      continue;
+    blob->offset = w->blobs[i].offset;
+    blob->size = size;
+    blob->checksum = attn_artifact_checksum(bytes, size);
+    *out = blob;
+    return ATTN_OK;
+  }
   if (w->blob_count == w->blob_capacity) {
     size_t capacity = w->blob_capacity ? 2 * w->blob_capacity : 8;
     pending_blob *blobs =

@@ -170,11 +170,11 @@ static attn_status output_value(attn_exec *exec, uint32_t v, attn_tensor **out_t
 
 static attn_status input_value(attn_exec *exec, const attn_plan_step *step, uint32_t v,
                                const attn_tensor **out_tensor) {
+  *out_tensor = &exec->values[v];
   if (exec->states[v] == VALUE_NONE)
     return attn_diag_error(exec->diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_GRAPH,
                            "step k%u (%s) reads value %%%u, which no step has computed",
                            step->kernel, attn_plan_step_kind_name(step->kind), v);
-  *out_tensor = &exec->values[v];
   return ATTN_OK;
 }
 
@@ -194,7 +194,9 @@ static void format_dim(const attn_plan *plan, int64_t dim, char *buffer, size_t 
   char lhs[64], rhs[64];
   format_dim(plan, e->lhs, lhs, sizeof(lhs));
   format_dim(plan, e->rhs, rhs, sizeof(rhs));
-  snprintf(buffer, size, "(%s %c %s)", lhs, ops[e->kind], rhs);
+  // A deep expression is cut short; a message shows what fits.
+  if (snprintf(buffer, size, "(%s %c %s)", lhs, ops[e->kind], rhs) >= (int)size && size > 4)
+    memcpy(buffer + size - 4, "...", 4);
 }
 
 // "input 'x': expected i64[B, T] (B=2), got i64[2, 3, 4]", listing the bound symbols.
@@ -700,7 +702,7 @@ static attn_status run_kernel(attn_exec *exec, const attn_plan_step *step) {
   kernel_call call = {.fn = (attn_cpu_kernel_fn)exec->functions[step->function]};
   uint32_t dim_count = 0;
   for (uint32_t i = 0; i < operands; i++) {
-    attn_tensor *tensor;
+    attn_tensor *tensor = NULL;
     if (i < step->input_count)
       ATTN_RETURN_IF_ERROR(input_value(exec, step, step->inputs[i], (const attn_tensor **)&tensor));
     else
@@ -755,7 +757,7 @@ static attn_status run_host(attn_exec *exec, const attn_plan_step *step, uint32_
                            MAX_OPERANDS);
   attn_tensor inputs[MAX_OPERANDS], outputs[MAX_OPERANDS];
   for (uint32_t i = 0; i < step->input_count; i++) {
-    const attn_tensor *tensor;
+    const attn_tensor *tensor = NULL;
     ATTN_RETURN_IF_ERROR(input_value(exec, step, step->inputs[i], &tensor));
     inputs[i] = *tensor;
   }

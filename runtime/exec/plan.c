@@ -167,6 +167,15 @@ static attn_status validate_values(const attn_plan *plan, attn_diag *diag) {
     }
     if (what && value->index >= limit)
       return plan_fault(diag, "value %u is %s %u of %u", i, what, value->index, limit);
+    // A constant's value has the constant's type: kernels size their reads by the value's.
+    if (value->storage == ATTN_PLAN_STORAGE_CONSTANT && plan->constants) {
+      const attn_plan_constant *constant = &plan->constants[value->index];
+      bool same = constant->dtype == value->dtype && constant->rank == value->rank;
+      for (uint32_t d = 0; same && d < value->rank; d++)
+        same = constant->dims[d] == value->dims[d];
+      if (!same)
+        return plan_fault(diag, "value %u is constant %u, of another type", i, value->index);
+    }
   }
   return ATTN_OK;
 }

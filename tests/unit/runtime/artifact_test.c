@@ -295,6 +295,33 @@ static void artifact_round_trips_embedded_constants(void **state) {
   attn_artifact_close(artifact);
 }
 
+// Two constants of the same data (tied weights) share one blob: the file holds it once.
+static void artifact_stores_shared_constant_data_once(void **state) {
+  test_env *env = *state;
+  size_t separate, shared;
+  free(test_read_file(write_fixture(env, false), &separate));
+  // The bias becomes a second view of the whole weight: [4, 8], the same data.
+  attn_plan_constant *bias = &env->fixture.constants[1];
+  attn_plan_value *value = &env->fixture.values[2];
+  attn_plan_constant saved_constant = *bias;
+  attn_plan_value saved_value = *value;
+  *bias = env->fixture.constants[0];
+  bias->name = saved_constant.name;
+  value->rank = 2;
+  value->dims[0] = 4;
+  value->dims[1] = 8;
+  const char *path = write_fixture(env, false);
+  free(test_read_file(path, &shared));
+  assert_true(shared < separate);
+  attn_artifact *artifact = open_expect(path, NULL, ATTN_OK, NULL);
+  const attn_plan *plan = attn_artifact_plan(artifact);
+  assert_ptr_equal(plan->constants[1].data, plan->constants[0].data);
+  assert_memory_equal(plan->constants[1].data, env->fixture.weight, sizeof(env->fixture.weight));
+  attn_artifact_close(artifact);
+  *bias = saved_constant;
+  *value = saved_value;
+}
+
 static void artifact_round_trips_external_constants(void **state) {
   test_env *env = *state;
   const char *path = write_fixture(env, true);
@@ -705,6 +732,7 @@ int main(int argc, char **argv) {
     return write_corpus(argv[2]);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(artifact_round_trips_embedded_constants, setup, teardown),
+      cmocka_unit_test_setup_teardown(artifact_stores_shared_constant_data_once, setup, teardown),
       cmocka_unit_test_setup_teardown(artifact_round_trips_external_constants, setup, teardown),
       cmocka_unit_test_setup_teardown(artifact_round_trips_a_plan_without_code, setup, teardown),
       cmocka_unit_test_setup_teardown(artifact_write_refuses_an_invalid_plan, setup, teardown),

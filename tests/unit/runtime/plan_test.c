@@ -121,6 +121,9 @@ static void dim_kind_unknown(plan_fixture *f) {
 static void symbol_without_name(plan_fixture *f) {
   f->symbols[1] = NULL;
 }
+static void value_not_its_constant_type(plan_fixture *f) {
+  f->constants[1].dims[0] = 5;
+}
 static void value_dim_missing(plan_fixture *f) {
   f->values[3].dims[0] = -6;
 }
@@ -237,6 +240,8 @@ static const fault faults[] = {
     {"value constant out of range", value_constant_out_of_range, "constant 3 of 3"},
     {"value buffer out of range", value_buffer_out_of_range, "buffer 2 of 2"},
     {"value storage unknown", value_storage_unknown, "unknown storage"},
+    {"value not its constant's type", value_not_its_constant_type,
+     "value 2 is constant 1, of another type"},
     {"iota axis out of range", iota_axis_out_of_range, "iota axis"},
     {"buffer dim missing", buffer_dim_missing, "buffer 0's size"},
     {"input value out of range", input_value_out_of_range, "input 'q' is value 18 of 18"},
