@@ -69,12 +69,12 @@ static attn_status resolve_functions(attn_model *model, const attn_linked_model 
     return attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
   if (!linked && plan->function_count) {
     attn_artifact_cpu_code cpu = attn_artifact_cpu(model->artifact);
-    ATTN_RETURN_IF_ERROR(attn_cpu_code_load(&cpu, diag, &model->code));
+    ATTN_RETURN_IF_ERROR(attn_cpu_code_load(&cpu, model->allocator, diag, &model->code));
   }
   for (uint32_t f = 0; f < plan->function_count; f++) {
     const char *name = plan->functions[f];
     if (!linked) {
-      ATTN_RETURN_IF_ERROR(attn_cpu_code_symbol(model->code, name, &model->functions[f]));
+      ATTN_RETURN_IF_ERROR(attn_cpu_code_symbol(model->code, name, diag, &model->functions[f]));
       continue;
     }
     for (size_t i = 0; i < linked->function_count && !model->functions[f]; i++)

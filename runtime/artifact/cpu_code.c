@@ -25,7 +25,6 @@ struct attn_cpu_code {
   // another code loaded while this one is would otherwise get the same "/proc/self/fd/N" and
   // with it this one's handle. -1 for a temporary file.
   int fd;
-  attn_diag *diag;
 };
 
 #define CODE_LOC ((attn_loc){"cpu code", 0, 0})
@@ -131,8 +130,8 @@ static void *open_temp_file(const attn_artifact_cpu_code *code, attn_diag *diag,
   return handle;
 }
 
-attn_status attn_cpu_code_load(const attn_artifact_cpu_code *code, attn_diag *diag,
-                               attn_cpu_code **out) {
+attn_status attn_cpu_code_load(const attn_artifact_cpu_code *code, attn_allocator allocator,
+                               attn_diag *diag, attn_cpu_code **out) {
   *out = NULL;
   if (!code->shared_object || code->shared_object_size == 0)
     return attn_diag_error(diag, CODE_LOC, ATTN_ERROR_INVALID_ARGUMENT,
@@ -144,13 +143,10 @@ attn_status attn_cpu_code_load(const attn_artifact_cpu_code *code, attn_diag *di
                            "cpu '%s')",
                            missing, code->target_triple ? code->target_triple : "?",
                            code->cpu ? code->cpu : "?");
-  // The signature has no allocator: the code object comes from the sink's, which outlives it.
-  attn_allocator allocator = diag->arena.allocator;
   attn_cpu_code *loaded = attn_allocator_calloc(allocator, 1, sizeof(*loaded));
   if (!loaded)
     return attn_diag_error(diag, CODE_LOC, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
   loaded->allocator = allocator;
-  loaded->diag = diag;
   attn_status status = ATTN_OK;
   bool tried;
   loaded->handle = open_memfd(code, &tried, &loaded->fd, diag, &status);
@@ -164,13 +160,13 @@ attn_status attn_cpu_code_load(const attn_artifact_cpu_code *code, attn_diag *di
   return ATTN_OK;
 }
 
-attn_status attn_cpu_code_symbol(const attn_cpu_code *code, const char *name,
+attn_status attn_cpu_code_symbol(const attn_cpu_code *code, const char *name, attn_diag *diag,
                                  void (**out_fn)(void)) {
   *out_fn = NULL;
   dlerror();
   void *symbol = dlsym(code->handle, name);
   if (!symbol)
-    return attn_diag_error(code->diag, CODE_LOC, ATTN_ERROR_NOT_FOUND,
+    return attn_diag_error(diag, CODE_LOC, ATTN_ERROR_NOT_FOUND,
                            "the CPU code has no function '%s'", name);
   // POSIX requires object and function pointers to convert (dlsym relies on it); memcpy avoids
   // ISO C's -Wpedantic objection to the cast.

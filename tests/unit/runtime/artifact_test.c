@@ -369,7 +369,8 @@ static void artifact_round_trips_a_plan_without_code(void **state) {
   assert_string_equal(cpu.target_triple, "");
   assert_string_equal(attn_artifact_model_name(artifact), "");
   attn_cpu_code *code;
-  assert_int_equal(attn_cpu_code_load(&cpu, &diag, &code), ATTN_ERROR_INVALID_ARGUMENT);
+  assert_int_equal(attn_cpu_code_load(&cpu, attn_allocator_system(), &diag, &code),
+                   ATTN_ERROR_INVALID_ARGUMENT);
   attn_artifact_close(artifact);
   attn_diag_deinit(&diag);
 }
@@ -614,19 +615,20 @@ static void cpu_code_loads_and_calls_a_function(void **state) {
   attn_diag diag;
   attn_diag_init(&diag, attn_allocator_system());
   attn_cpu_code *code;
-  assert_int_equal(attn_cpu_code_load(&cpu, &diag, &code), ATTN_OK);
+  assert_int_equal(attn_cpu_code_load(&cpu, attn_allocator_system(), &diag, &code), ATTN_OK);
   // The code stays loaded after the artifact closes: the loader has its own copy.
   attn_artifact_close(artifact);
   void (*fn)(void);
-  assert_int_equal(attn_cpu_code_symbol(code, "attn_test_add", &fn), ATTN_OK);
+  assert_int_equal(attn_cpu_code_symbol(code, "attn_test_add", &diag, &fn), ATTN_OK);
   int64_t (*add)(int64_t, int64_t);
   memcpy(&add, &fn, sizeof(fn));
   assert_int_equal(add(40, 2), 42);
-  assert_int_equal(attn_cpu_code_symbol(code, "attn_test_scale", &fn), ATTN_OK);
+  assert_int_equal(attn_cpu_code_symbol(code, "attn_test_scale", &diag, &fn), ATTN_OK);
   double (*scale)(double);
   memcpy(&scale, &fn, sizeof(fn));
   assert_true(scale(4.0) == 10.0);
-  assert_int_equal(attn_cpu_code_symbol(code, "attn_test_missing", &fn), ATTN_ERROR_NOT_FOUND);
+  assert_int_equal(attn_cpu_code_symbol(code, "attn_test_missing", &diag, &fn),
+                   ATTN_ERROR_NOT_FOUND);
   assert_null(fn);
   test_assert_error(&diag, NULL, "no function 'attn_test_missing'");
 
@@ -635,11 +637,11 @@ static void cpu_code_loads_and_calls_a_function(void **state) {
   assert_int_equal(
       attn_cpu_code_load(&(attn_artifact_cpu_code){.shared_object = env->code,
                                                    .shared_object_size = env->code_size},
-                         &diag, &second),
+                         attn_allocator_system(), &diag, &second),
       ATTN_OK);
   void (*first_add)(void), (*second_add)(void);
-  assert_int_equal(attn_cpu_code_symbol(code, "attn_test_add", &first_add), ATTN_OK);
-  assert_int_equal(attn_cpu_code_symbol(second, "attn_test_add", &second_add), ATTN_OK);
+  assert_int_equal(attn_cpu_code_symbol(code, "attn_test_add", &diag, &first_add), ATTN_OK);
+  assert_int_equal(attn_cpu_code_symbol(second, "attn_test_add", &diag, &second_add), ATTN_OK);
   assert_true(first_add != second_add);
   attn_cpu_code_close(second);
   attn_cpu_code_close(code);
@@ -664,7 +666,7 @@ static void cpu_code_checks_the_host(void **state) {
   for (size_t i = 0; i < sizeof(features) / sizeof(features[0]); i++) {
     *features[i].flag = true;
     attn_cpu_code *code = NULL;
-    attn_status status = attn_cpu_code_load(&cpu, &diag, &code);
+    attn_status status = attn_cpu_code_load(&cpu, attn_allocator_system(), &diag, &code);
     if (features[i].host_has) {
       assert_int_equal(status, ATTN_OK);
       attn_cpu_code_close(code);
@@ -679,7 +681,7 @@ static void cpu_code_checks_the_host(void **state) {
   cpu.shared_object = "not an ELF file";
   cpu.shared_object_size = 15;
   attn_cpu_code *code;
-  assert_int_equal(attn_cpu_code_load(&cpu, &diag, &code), ATTN_ERROR_IO);
+  assert_int_equal(attn_cpu_code_load(&cpu, attn_allocator_system(), &diag, &code), ATTN_ERROR_IO);
   test_assert_error(&diag, NULL, "cannot load the CPU code");
   attn_diag_deinit(&diag);
 }
