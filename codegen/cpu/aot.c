@@ -149,8 +149,24 @@ static const char *c_type(attn_dtype dtype) {
   return "uint8_t";
 }
 
-// `name` as a C identifier: characters other than letters, digits and '_' become '_', and a
-// leading digit gets a '_' before it.
+static bool is_c_keyword(const char *name) {
+  static const char *const keywords[] = {
+      "auto",          "break",    "case",     "char",     "const",     "continue",
+      "default",       "do",       "double",   "else",     "enum",      "extern",
+      "float",         "for",      "goto",     "if",       "inline",    "int",
+      "long",          "register", "restrict", "return",   "short",     "signed",
+      "sizeof",        "static",   "struct",   "switch",   "typedef",   "union",
+      "unsigned",      "void",     "volatile", "while",    "_Bool",     "_Complex",
+      "_Alignas",      "_Alignof", "_Atomic",  "_Generic", "_Noreturn", "_Static_assert",
+      "_Thread_local", "bool",     "true",     "false",    "NULL"};
+  for (size_t i = 0; i < sizeof(keywords) / sizeof(keywords[0]); i++)
+    if (strcmp(name, keywords[i]) == 0)
+      return true;
+  return false;
+}
+
+// `name` as a C identifier: characters other than letters, digits and '_' become '_', a leading
+// digit gets a '_' before it, and a C keyword a '_' after it.
 static void identifier(const char *name, char *out, size_t size) {
   size_t n = 0;
   if (name[0] >= '0' && name[0] <= '9' && n + 1 < size)
@@ -161,6 +177,31 @@ static void identifier(const char *name, char *out, size_t size) {
     out[n++] = ok ? c : '_';
   }
   out[n] = '\0';
+  if (is_c_keyword(out) && n + 1 < size) {
+    out[n++] = '_';
+    out[n] = '\0';
+  }
+}
+
+// Refuses bindings whose fields in NAME_inputs or NAME_outputs would collide: "a.b" and "a_b", or
+// "x" (whose dims are x_dims) and "x_dims".
+static attn_status check_fields(const attn_plan_binding *bindings, uint32_t count, const char *what,
+                                attn_diag *diag) {
+  for (uint32_t i = 0; i < count; i++) {
+    char a[256], a_dims[272];
+    identifier(bindings[i].name, a, sizeof(a));
+    snprintf(a_dims, sizeof(a_dims), "%s_dims", a);
+    for (uint32_t j = 0; j < count; j++) {
+      char b[256];
+      identifier(bindings[j].name, b, sizeof(b));
+      if ((j > i && strcmp(a, b) == 0) || strcmp(a_dims, b) == 0)
+        return attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_UNSUPPORTED,
+                               "%s '%s' and '%s' make the same C names in the generated header; "
+                               "rename one",
+                               what, bindings[i].name, bindings[j].name);
+    }
+  }
+  return ATTN_OK;
 }
 
 // "f32[B, T, 256]" for a comment.
@@ -199,6 +240,8 @@ attn_status attn_aot_write_header(const attn_aot_linked_source *source, const ch
                                   attn_diag *diag) {
   const attn_plan *plan = source->plan;
   const char *n = source->name;
+  ATTN_RETURN_IF_ERROR(check_fields(plan->inputs, plan->input_count, "inputs", diag));
+  ATTN_RETURN_IF_ERROR(check_fields(plan->outputs, plan->output_count, "outputs", diag));
   FILE *out = fopen(path, "w");
   if (!out)
     return attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_IO, "cannot write '%s': %s", path,
@@ -258,10 +301,10 @@ static void write_run(FILE *out, const attn_aot_linked_source *source) {
     char field[256];
     identifier(plan->outputs[o].name, field, sizeof(field));
     fprintf(out,
-            "  const void *%s;\n"
+            "  const void *data_%s;\n"
             "  if ((status = attn_session_output(session, \"%s\", NULL, NULL, "
-            "outputs->%s_dims, &%s)) != ATTN_OK)\n    return status;\n"
-            "  outputs->%s = %s;\n",
+            "outputs->%s_dims, &data_%s)) != ATTN_OK)\n    return status;\n"
+            "  outputs->%s = data_%s;\n",
             field, plan->outputs[o].name, field, field, field, field);
   }
   fprintf(out, "  return ATTN_OK;\n}\n");
@@ -288,10 +331,9 @@ attn_status attn_aot_write_source(const attn_aot_linked_source *source, const ch
           "\n__asm__(\".section .rodata\\n\"\n        \".balign 64\\n\"\n"
           "        \".globl %s_artifact_begin\\n\"\n        \".hidden %s_artifact_begin\\n\"\n"
           "        \"%s_artifact_begin:\\n\"\n        \".incbin \\\"%s\\\"\\n\"\n"
-          "        \".globl %s_artifact_end\\n\"\n        \".hidden %s_artifact_end\\n\"\n"
-          "        \"%s_artifact_end:\\n\"\n        \".previous\\n\");\n"
-          "extern const unsigned char %s_artifact_begin[], %s_artifact_end[];\n\n",
-          n, n, n, source->artifact_path, n, n, n, n, n);
+          "        \".previous\\n\");\n"
+          "extern const unsigned char %s_artifact_begin[];\n\n",
+          n, n, n, source->artifact_path, n);
   for (uint32_t f = 0; f < plan->function_count; f++)
     fprintf(out, "void %s(void);\n", plan->functions[f]);
   fprintf(out, "\nstatic const attn_linked_function functions[] = {\n");
@@ -299,13 +341,12 @@ attn_status attn_aot_write_source(const attn_aot_linked_source *source, const ch
     fprintf(out, "    {\"%s\", %s},\n", plan->functions[f], plan->functions[f]);
   if (plan->function_count == 0)
     fprintf(out, "    {NULL, NULL},\n");
-  fprintf(out,
-          "};\n\n%sconst attn_linked_model *%s_linked_model(void) {\n"
-          "  static attn_linked_model model;\n"
-          "  model.artifact = %s_artifact_begin;\n"
-          "  model.artifact_size = (size_t)(%s_artifact_end - %s_artifact_begin);\n"
-          "  model.functions = functions;\n  model.function_count = %u;\n  return &model;\n}\n\n",
-          source->with_main ? "static " : "", n, n, n, n, plan->function_count);
+  // A constant: threads may open the model at once.
+  fprintf(
+      out,
+      "};\n\nstatic const attn_linked_model model = {%s_artifact_begin, %zu, functions, %u};\n\n"
+      "%sconst attn_linked_model *%s_linked_model(void) {\n  return &model;\n}\n\n",
+      n, source->artifact_size, plan->function_count, source->with_main ? "static " : "", n);
   if (source->with_main) {
     fprintf(out,
             "int main(int argc, char **argv) {\n"

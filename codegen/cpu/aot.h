@@ -45,6 +45,7 @@ typedef struct attn_aot_linked_source {
   const attn_plan *plan;
   const char *name;          // a C identifier: the prefix of the generated symbols
   const char *artifact_path; // the artifact the source embeds (.incbin)
+  size_t artifact_size;      // its size in bytes
   bool with_main;            // an executable: main() calls attn_standalone_main
 } attn_aot_linked_source;
 

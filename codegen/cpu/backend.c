@@ -903,8 +903,9 @@ static attn_status lower(attn_cpu_program *program) {
   program->constant_nodes = attn_arena_calloc(arena, graph->node_count + 1, sizeof(uint32_t));
   program->value_constants = attn_arena_calloc(arena, graph->value_count + 1, sizeof(uint32_t));
   program->run_constants = attn_arena_calloc(arena, graph->node_count + 1, sizeof(attn_tensor));
-  program->functions = attn_arena_calloc(arena, graph->kernel_count + 1, sizeof(char *));
-  program->addresses = attn_arena_calloc(arena, graph->kernel_count + 1, sizeof(attn_exec_fn));
+  // A kernel calls at most two functions: a GEMM and the MLIR kernel of its unfused epilogue.
+  program->functions = attn_arena_calloc(arena, 2 * graph->kernel_count + 1, sizeof(char *));
+  program->addresses = attn_arena_calloc(arena, 2 * graph->kernel_count + 1, sizeof(attn_exec_fn));
   program->host_values = attn_arena_calloc(arena, graph->value_count + 1, sizeof(attn_tensor));
   program->host_owned = attn_arena_calloc(arena, graph->value_count + 1, sizeof(bool));
   const char **symbols = attn_arena_calloc(arena, graph->symbol_count + 1, sizeof(char *));

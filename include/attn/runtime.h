@@ -57,8 +57,8 @@ typedef struct attn_error {
 typedef struct attn_model attn_model;
 
 typedef struct attn_model_options {
-  // Skip checking the checksums of the weights (the kernels' code is always checked): loading
-  // a large embedded model then costs no pass over its weights.
+  // Skip checking the checksums of the embedded weights (the kernels' code, and weights in a
+  // file of their own, are always checked): loading a large model then reads no weight page.
   bool skip_weight_checksums;
   // Where a linked model compiled with --weights-external finds its weights file; NULL: the
   // directory of the running program (/proc/self/exe), where attnc compile puts it.
@@ -71,7 +71,8 @@ typedef struct attn_model_options {
 // NULL and `error`, when not NULL, says why: a file that is not an artifact, written by a newer
 // attnc, corrupt, truncated, built for a CPU feature this one lacks, or missing its weights file.
 // Errors: ATTN_ERROR_IO, ATTN_ERROR_PARSE, ATTN_ERROR_UNSUPPORTED, ATTN_ERROR_NOT_FOUND,
-// ATTN_ERROR_OUT_OF_MEMORY.
+// ATTN_ERROR_INVALID_ARGUMENT (a program that fails validation, a weights file named outside the
+// artifact's directory), ATTN_ERROR_OUT_OF_MEMORY.
 ATTN_API attn_status attn_model_open(const char *path, const attn_model_options *options,
                                      attn_model **out_model, attn_error *error) ATTN_MUST_USE;
 
@@ -103,8 +104,9 @@ ATTN_API void attn_model_close(attn_model *model);
 // The name the model was compiled under.
 ATTN_API const char *attn_model_name(const attn_model *model);
 
-// What an input or output of the model is. Dims that are symbols bound at run time (B, T) are
-// -1, and dim_names[d] names them ("B"); constant dims have dim_names[d] NULL.
+// What an input or output of the model is. Dims bound at run time are -1: dim_names[d] names a
+// plain symbol ("B"), and is NULL for an expression of symbols (T_past + T); constant dims have
+// dim_names[d] NULL.
 typedef struct attn_tensor_info {
   const char *name;
   attn_dtype dtype;
@@ -148,7 +150,9 @@ ATTN_API attn_status attn_session_set_input(attn_session *session, const char *n
 
 // Runs the model on the bound inputs. Outputs of the previous run are freed. Errors:
 // ATTN_ERROR_INVALID_ARGUMENT (an input unbound, or of a shape or dtype the model does not
-// take; an index out of range in the data), ATTN_ERROR_OUT_OF_MEMORY.
+// take; an index out of range in the data), ATTN_ERROR_OUT_OF_MEMORY, ATTN_ERROR_UNSUPPORTED (a
+// kernel with more operands than the runtime passes), ATTN_ERROR_INVALID_GRAPH (a program that
+// reads a value nothing computed: a compiler bug).
 ATTN_API attn_status attn_session_run(attn_session *session) ATTN_MUST_USE;
 
 // Output `name` of the last successful run: its dtype, rank and dims (`out_dims` gets rank

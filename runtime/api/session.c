@@ -273,7 +273,9 @@ attn_status attn_session_run(attn_session *session) {
       return fail(session, ATTN_ERROR_INVALID_ARGUMENT, "input '%s' is not bound",
                   plan->inputs[i].name);
   attn_exec_args args = {.inputs = session->inputs};
-  attn_diag_clear(&session->diag);
+  // A fresh sink per run: clearing one keeps its arena, which would grow with every failure.
+  attn_diag_deinit(&session->diag);
+  attn_diag_init(&session->diag, session->model->allocator);
   attn_status status = attn_exec_run(session->exec, &args, session->model->allocator,
                                      &session->diag, session->outputs);
   if (status != ATTN_OK) {

@@ -56,8 +56,9 @@ static void print_usage(const char *program, const attn_model *model) {
     attn_tensor_info info = attn_model_input(model, i);
     printf("  %s: %s[", info.name, attn_dtype_name(info.dtype));
     for (uint32_t d = 0; d < info.rank; d++)
-      info.dim_names[d] ? printf("%s%s", d ? ", " : "", info.dim_names[d])
-                        : printf("%s%lld", d ? ", " : "", (long long)info.dims[d]);
+      info.dim_names[d]  ? printf("%s%s", d ? ", " : "", info.dim_names[d])
+      : info.dims[d] < 0 ? printf("%s?", d ? ", " : "")
+                         : printf("%s%lld", d ? ", " : "", (long long)info.dims[d]);
     printf("]\n");
   }
   printf("Outputs:\n");

@@ -440,7 +440,8 @@ static attn_status bind_external(attn_artifact *artifact, attn_diag *diag,
     return fail(artifact, diag, ATTN_ERROR_PARSE,
                 "corrupt header: constant '%s' records %llu bytes, its type needs %zu",
                 constant->name, (unsigned long long)ext->size, size);
-  if (artifact->check_constants && attn_artifact_checksum(tensor.data, size) != ext->checksum)
+  // Always checked: the file beside the artifact may have been replaced since it was written.
+  if (attn_artifact_checksum(tensor.data, size) != ext->checksum)
     return fail(artifact, diag, ATTN_ERROR_PARSE,
                 "constant '%s': tensor '%s' of '%s' does not match the checksum the artifact "
                 "recorded (a different or modified weights file)",

@@ -21,9 +21,10 @@
 typedef struct attn_artifact attn_artifact;
 
 typedef struct attn_artifact_open_options {
-  // Skips the checksums of the constants (embedded and external) for speed: opening then reads
-  // no weight byte, so pages are only touched when the program runs. Corrupted weights then give
-  // wrong results instead of a refusal. The generated code's checksum is always checked.
+  // Skips the checksums of the embedded constants for speed: opening then reads no weight byte of
+  // the artifact, so pages are only touched when the program runs. Corrupted weights then give
+  // wrong results instead of a refusal. The generated code's checksum, and the weights of an
+  // external file (which may be replaced after the artifact was written), are always checked.
   bool skip_constant_checksums;
 } attn_artifact_open_options;
 

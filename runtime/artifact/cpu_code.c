@@ -29,26 +29,71 @@ struct attn_cpu_code {
 
 #define CODE_LOC ((attn_loc){"cpu code", 0, 0})
 
-// Which required instruction set the host lacks, or NULL.
-static const char *missing_feature(const attn_artifact_cpu_code *code) {
+// Whether this processor has extension `name` (an LLVM feature name). __builtin_cpu_supports
+// takes only string literals, hence the table.
+static bool attn_host_has(const char *name) {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
-  if (code->needs_avx2 && !__builtin_cpu_supports("avx2"))
-    return "AVX2";
-  if (code->needs_fma && !__builtin_cpu_supports("fma"))
-    return "FMA";
-  if (code->needs_avx512f && !__builtin_cpu_supports("avx512f"))
-    return "AVX-512F";
-  return NULL;
-#else
-  if (code->needs_avx2)
-    return "AVX2";
-  if (code->needs_fma)
-    return "FMA";
-  if (code->needs_avx512f)
-    return "AVX-512F";
-  return NULL;
+#define HOST_HAS(feature)                                                                          \
+  if (strcmp(name, feature) == 0)                                                                  \
+    return __builtin_cpu_supports(feature) != 0;
+  HOST_HAS("sse3")
+  HOST_HAS("ssse3")
+  HOST_HAS("sse4.1")
+  HOST_HAS("sse4.2")
+  HOST_HAS("popcnt")
+  HOST_HAS("avx")
+  HOST_HAS("avx2")
+  HOST_HAS("fma")
+  HOST_HAS("bmi")
+  HOST_HAS("bmi2")
+  HOST_HAS("avx512f")
+  HOST_HAS("avx512vl")
+  HOST_HAS("avx512bw")
+  HOST_HAS("avx512dq")
+  HOST_HAS("avx512cd")
+  HOST_HAS("avx512vnni")
+  HOST_HAS("avx512bf16")
+  HOST_HAS("avx512vbmi")
+  HOST_HAS("avx512ifma")
+#undef HOST_HAS
 #endif
+  (void)name;
+  return false;
+}
+
+// Whether the comma-separated LLVM feature string `features` enables `name` ("+name").
+static bool feature_enabled(const char *features, const char *name) {
+  size_t length = strlen(name);
+  for (const char *p = features; p && *p;) {
+    const char *end = strchr(p, ',');
+    size_t item = end ? (size_t)(end - p) : strlen(p);
+    if (item == length + 1 && p[0] == '+' && memcmp(p + 1, name, length) == 0)
+      return true;
+    p = end ? end + 1 : NULL;
+  }
+  return false;
+}
+
+// Which instruction set the code needs and the host lacks, or NULL: the three the artifact
+// records, and every extension of its LLVM feature string that the processor can be asked about
+// (code compiled for one CPU may use any of them).
+static const char *missing_feature(const attn_artifact_cpu_code *code) {
+  if (code->needs_avx2 && !attn_host_has("avx2"))
+    return "avx2";
+  if (code->needs_fma && !attn_host_has("fma"))
+    return "fma";
+  if (code->needs_avx512f && !attn_host_has("avx512f"))
+    return "avx512f";
+  static const char *const checked[] = {
+      "sse3",     "ssse3",      "sse4.1",     "sse4.2",     "popcnt",     "avx",      "avx2",
+      "fma",      "bmi",        "bmi2",       "avx512f",    "avx512vl",   "avx512bw", "avx512dq",
+      "avx512cd", "avx512vnni", "avx512bf16", "avx512vbmi", "avx512ifma",
+  };
+  for (size_t i = 0; code->features && i < sizeof(checked) / sizeof(checked[0]); i++)
+    if (feature_enabled(code->features, checked[i]) && !attn_host_has(checked[i]))
+      return checked[i];
+  return NULL;
 }
 
 static bool write_all(int fd, const void *data, size_t size) {

@@ -5,6 +5,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -30,6 +31,8 @@ struct attn_exec {
   attn_allocator allocator;
   attn_arena arena;
   int64_t *symbols;
+  int64_t *dim_values; // every dim expression for this run's symbols, where dim_known
+  bool *dim_known;
   attn_tensor *values;
   uint8_t *states;
   size_t *buffer_offsets, *buffer_sizes;
@@ -70,6 +73,8 @@ attn_status attn_exec_create(const attn_plan *plan, const attn_exec_fn *function
   attn_arena *arena = &exec->arena;
   exec->functions = attn_arena_calloc(arena, plan->function_count + 1, sizeof(attn_exec_fn));
   exec->symbols = attn_arena_calloc(arena, plan->symbol_count + 1, sizeof(int64_t));
+  exec->dim_values = attn_arena_calloc(arena, plan->dim_count + 1, sizeof(int64_t));
+  exec->dim_known = attn_arena_calloc(arena, plan->dim_count + 1, sizeof(bool));
   exec->values = attn_arena_calloc(arena, plan->value_count + 1, sizeof(attn_tensor));
   exec->states = attn_arena_calloc(arena, plan->value_count + 1, sizeof(uint8_t));
   exec->buffer_offsets = attn_arena_calloc(arena, plan->buffer_count + 1, sizeof(size_t));
@@ -79,9 +84,10 @@ attn_status attn_exec_create(const attn_plan *plan, const attn_exec_fn *function
   exec->converted = attn_arena_calloc(arena, plan->constant_count + 1, sizeof(attn_tensor));
   exec->step_seconds = attn_arena_calloc(arena, plan->step_count + 1, sizeof(double));
   exec->step_runs = attn_arena_calloc(arena, plan->step_count + 1, sizeof(uint64_t));
-  if (!exec->functions || !exec->symbols || !exec->values || !exec->states ||
-      !exec->buffer_offsets || !exec->buffer_sizes || !exec->buffer_places ||
-      !exec->constant_sources || !exec->converted || !exec->step_seconds || !exec->step_runs) {
+  if (!exec->functions || !exec->symbols || !exec->dim_values || !exec->dim_known ||
+      !exec->values || !exec->states || !exec->buffer_offsets || !exec->buffer_sizes ||
+      !exec->buffer_places || !exec->constant_sources || !exec->converted || !exec->step_seconds ||
+      !exec->step_runs) {
     attn_exec_destroy(exec);
     return attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
   }
@@ -132,6 +138,12 @@ static attn_status out_of_memory(attn_exec *exec) {
   return attn_diag_error(exec->diag, ATTN_LOC_NONE, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
 }
 
+// A dim's value for this run (false when it does not evaluate with the bound symbols).
+static bool dim_value(const attn_exec *exec, int64_t dim, int64_t *out_value) {
+  return attn_plan_dim_value(dim, exec->plan->dim_count, exec->dim_values, exec->dim_known,
+                             out_value);
+}
+
 // The concrete dtype and dims of value `v` (data NULL).
 static attn_status concrete_tensor(attn_exec *exec, uint32_t v, attn_tensor *out) {
   const attn_plan_value *value = &exec->plan->values[v];
@@ -139,7 +151,7 @@ static attn_status concrete_tensor(attn_exec *exec, uint32_t v, attn_tensor *out
   out->dtype = value->dtype;
   out->rank = value->rank;
   for (uint32_t d = 0; d < value->rank; d++)
-    if (!attn_plan_dim_eval(exec->plan, value->dims[d], exec->symbols, &out->dims[d]))
+    if (!dim_value(exec, value->dims[d], &out->dims[d]))
       return attn_diag_error(exec->diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_ARGUMENT,
                              "a dim of value %%%u does not evaluate with the bound symbols", v);
   return ATTN_OK;
@@ -180,7 +192,11 @@ static attn_status input_value(attn_exec *exec, const attn_plan_step *step, uint
 
 // ---- binding ---------------------------------------------------------------------------------
 
-static void format_dim(const attn_plan *plan, int64_t dim, char *buffer, size_t size) {
+static void format_dim(const attn_plan *plan, int64_t dim, int depth, char *buffer, size_t size) {
+  if (depth > 4) {
+    snprintf(buffer, size, "...");
+    return;
+  }
   if (dim >= 0) {
     snprintf(buffer, size, "%" PRId64, dim);
     return;
@@ -192,8 +208,8 @@ static void format_dim(const attn_plan *plan, int64_t dim, char *buffer, size_t 
   }
   static const char ops[] = {'?', '+', '-', '*', '/'};
   char lhs[64], rhs[64];
-  format_dim(plan, e->lhs, lhs, sizeof(lhs));
-  format_dim(plan, e->rhs, rhs, sizeof(rhs));
+  format_dim(plan, e->lhs, depth + 1, lhs, sizeof(lhs));
+  format_dim(plan, e->rhs, depth + 1, rhs, sizeof(rhs));
   // A deep expression is cut short; a message shows what fits.
   if (snprintf(buffer, size, "(%s %c %s)", lhs, ops[e->kind], rhs) >= (int)size && size > 4)
     memcpy(buffer + size - 4, "...", 4);
@@ -208,7 +224,7 @@ static attn_status input_mismatch(attn_exec *exec, const attn_tensor *given, uin
   size_t used = (size_t)snprintf(want, sizeof(want), "%s[", attn_dtype_name(value->dtype));
   for (uint32_t d = 0; d < value->rank && used < sizeof(want); d++) {
     char dim[64];
-    format_dim(plan, value->dims[d], dim, sizeof(dim));
+    format_dim(plan, value->dims[d], 0, dim, sizeof(dim));
     used += (size_t)snprintf(want + used, sizeof(want) - used, "%s%s", d ? ", " : "", dim);
   }
   if (used < sizeof(want))
@@ -292,6 +308,7 @@ static attn_status bind_inputs(attn_exec *exec, const attn_exec_args *args) {
         *symbol = given->dims[d];
     }
   }
+  attn_plan_dims_eval(plan, exec->symbols, exec->dim_values, exec->dim_known);
   for (uint32_t i = 0; i < plan->input_count; i++) {
     uint32_t v = plan->inputs[i].value;
     const attn_plan_value *value = &plan->values[v];
@@ -300,7 +317,7 @@ static attn_status bind_inputs(attn_exec *exec, const attn_exec_args *args) {
       return input_mismatch(exec, given, i, "");
     for (uint32_t d = 0; d < given->rank; d++) {
       int64_t want;
-      if (!attn_plan_dim_eval(plan, value->dims[d], exec->symbols, &want))
+      if (!dim_value(exec, value->dims[d], &want))
         return input_mismatch(exec, given, i, " (a dim does not evaluate: a symbol is unbound)");
       if (given->dims[d] != want)
         return input_mismatch(exec, given, i, "");
@@ -377,7 +394,7 @@ static attn_status bind_leaves(attn_exec *exec, const attn_exec_args *args) {
       attn_tensor *tensor;
       int64_t start;
       ATTN_RETURN_IF_ERROR(output_value(exec, v, &tensor));
-      if (!attn_plan_dim_eval(plan, value->iota_start, exec->symbols, &start))
+      if (!dim_value(exec, value->iota_start, &start))
         return attn_diag_error(exec->diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_ARGUMENT,
                                "the start of iota %%%u does not evaluate", v);
       int64_t inner = 1, count = attn_tensor_element_count(tensor);
@@ -406,12 +423,17 @@ static attn_status place_buffers(attn_exec *exec, attn_tensor *out_outputs) {
   size_t total = guard;
   for (uint32_t b = 0; b < plan->buffer_count; b++) {
     int64_t bytes;
-    if (!attn_plan_dim_eval(plan, plan->buffers[b], exec->symbols, &bytes) || bytes < 0)
+    if (!dim_value(exec, plan->buffers[b], &bytes) || bytes < 0)
       return attn_diag_error(exec->diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_ARGUMENT,
                              "the size of buffer b%u does not evaluate with the bound symbols", b);
     exec->buffer_offsets[b] = total;
     exec->buffer_sizes[b] = (size_t)bytes;
-    total += ((size_t)bytes + BUFFER_ALIGN - 1) / BUFFER_ALIGN * BUFFER_ALIGN + guard;
+    size_t padded = ((size_t)bytes + BUFFER_ALIGN - 1) / BUFFER_ALIGN * BUFFER_ALIGN;
+    if ((uint64_t)bytes > SIZE_MAX - BUFFER_ALIGN ||
+        __builtin_add_overflow(total, padded, &total) ||
+        __builtin_add_overflow(total, guard, &total))
+      return attn_diag_error(exec->diag, ATTN_LOC_NONE, ATTN_ERROR_OUT_OF_MEMORY,
+                             "the buffers of this run add up to more than memory can hold");
   }
   if (total > exec->block_size) {
     attn_allocator_free(exec->allocator, exec->block, exec->block_size);
@@ -448,6 +470,14 @@ static attn_status place_buffers(attn_exec *exec, attn_tensor *out_outputs) {
     if (value->storage != ATTN_PLAN_STORAGE_BUFFER)
       continue;
     ATTN_RETURN_IF_ERROR(concrete_tensor(exec, v, &exec->values[v]));
+    // The memory plan sized the buffer for its values; a plan that did not is refused here
+    // rather than written past.
+    size_t bytes;
+    if (!attn_tensor_size_bytes(&exec->values[v], &bytes) ||
+        bytes > exec->buffer_sizes[value->index])
+      return attn_diag_error(exec->diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_ARGUMENT,
+                             "value %%%u does not fit its buffer b%u (%zu bytes of %zu)", v,
+                             value->index, bytes, exec->buffer_sizes[value->index]);
     exec->values[v].data = exec->buffer_places[value->index];
     exec->states[v] = VALUE_BUFFER;
   }
@@ -600,7 +630,9 @@ static attn_status run_gemm(attn_exec *exec, const attn_plan_step *step) {
       .transpose_b = gemm->transpose_b,
       .batch = 1,
   };
-  if (batch <= 1 || m == 0 || n == 0)
+  if (batch == 0 || m == 0 || n == 0)
+    return ATTN_OK; // an empty result: nothing to write (the launcher takes batch 0 as 1)
+  if (batch == 1)
     return attn_cpu_gemm_launch(fn, &call, exec->options.pool, exec->diag);
   return run_batched_gemm(exec, fn, gemm->transpose_a, a, b, out, batch, &call);
 }
@@ -675,7 +707,7 @@ static attn_status check_gather(attn_exec *exec, const attn_plan_step *step,
   const attn_tensor *indices;
   ATTN_RETURN_IF_ERROR(input_value(exec, step, check->indices, &indices));
   int64_t dim;
-  if (!attn_plan_dim_eval(exec->plan, check->size, exec->symbols, &dim))
+  if (!dim_value(exec, check->size, &dim))
     return attn_diag_error(exec->diag, ATTN_LOC_NONE, ATTN_ERROR_INVALID_ARGUMENT,
                            "gather k%u: the axis size does not evaluate", step->kernel);
   int64_t count = attn_tensor_element_count(indices);

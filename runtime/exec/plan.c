@@ -2,6 +2,8 @@
 // build, one read from an artifact in particular.
 #include "runtime/exec/plan.h"
 
+#include <stdlib.h>
+
 const char *attn_plan_step_kind_name(attn_plan_step_kind kind) {
   switch (kind) {
   case ATTN_PLAN_STEP_VIEW:
@@ -22,32 +24,37 @@ const char *attn_plan_step_kind_name(attn_plan_step_kind kind) {
   return "unknown";
 }
 
-// Expression dims refer only to earlier expressions (attn_plan_validate checks it), so the
-// recursion is bounded by dim_count; the bound is re-checked here because evaluation may be asked
-// of a plan that was never validated, and must not loop on it.
-static bool eval_dim(const attn_plan *plan, int64_t dim, const int64_t *symbols, uint32_t limit,
-                     int64_t *out_value) {
+// The value of operand `dim` of expression `index`: a constant, or an earlier expression's value
+// in `values` (valid where `known` says so). Only earlier expressions count, so a plan that was
+// never validated cannot make evaluation loop.
+static bool operand_value(int64_t dim, uint32_t index, const int64_t *values, const bool *known,
+                          int64_t *out_value) {
   if (dim >= 0) {
     *out_value = dim;
     return true;
   }
   // -(1 + i) without overflow: dim >= INT64_MIN, so -(dim + 1) is representable.
-  int64_t index = -(dim + 1);
-  if ((uint64_t)index >= limit || !plan->dims)
+  int64_t operand = -(dim + 1);
+  if (operand >= (int64_t)index || !known[operand])
     return false;
+  *out_value = values[operand];
+  return true;
+}
+
+// Expression `index` from the values of the earlier ones.
+static bool eval_expression(const attn_plan *plan, uint32_t index, const int64_t *symbols,
+                            const int64_t *values, const bool *known, int64_t *out_value) {
   const attn_plan_dim *expr = &plan->dims[index];
   if (expr->kind == ATTN_PLAN_DIM_SYMBOL) {
-    if (expr->lhs < 0 || (uint64_t)expr->lhs >= plan->symbol_count || !symbols)
+    if (expr->lhs < 0 || (uint64_t)expr->lhs >= plan->symbol_count || !symbols ||
+        symbols[expr->lhs] < 0)
       return false;
-    int64_t value = symbols[expr->lhs];
-    if (value < 0)
-      return false;
-    *out_value = value;
+    *out_value = symbols[expr->lhs];
     return true;
   }
   int64_t lhs, rhs, result;
-  if (!eval_dim(plan, expr->lhs, symbols, (uint32_t)index, &lhs) ||
-      !eval_dim(plan, expr->rhs, symbols, (uint32_t)index, &rhs))
+  if (!operand_value(expr->lhs, index, values, known, &lhs) ||
+      !operand_value(expr->rhs, index, values, known, &rhs))
     return false;
   switch (expr->kind) {
   case ATTN_PLAN_DIM_ADD:
@@ -79,9 +86,39 @@ static bool eval_dim(const attn_plan *plan, int64_t dim, const int64_t *symbols,
   return true;
 }
 
+void attn_plan_dims_eval(const attn_plan *plan, const int64_t *symbols, int64_t *values,
+                         bool *known) {
+  for (uint32_t i = 0; i < plan->dim_count && plan->dims; i++)
+    known[i] = eval_expression(plan, i, symbols, values, known, &values[i]);
+}
+
+bool attn_plan_dim_value(int64_t dim, uint32_t dim_count, const int64_t *values, const bool *known,
+                         int64_t *out_value) {
+  return operand_value(dim, dim_count, values, known, out_value);
+}
+
 bool attn_plan_dim_eval(const attn_plan *plan, int64_t dim, const int64_t *symbols,
                         int64_t *out_value) {
-  return eval_dim(plan, dim, symbols, plan->dim_count, out_value);
+  if (dim >= 0) {
+    *out_value = dim;
+    return true;
+  }
+  // Every expression up to this one, in one pass: expressions share operands, so evaluating
+  // them as a tree could take time exponential in their number.
+  int64_t index = -(dim + 1);
+  if (index >= (int64_t)plan->dim_count || !plan->dims)
+    return false;
+  int64_t *values = malloc(((size_t)index + 1) * (sizeof(int64_t) + sizeof(bool)));
+  if (!values)
+    return false;
+  bool *known = (bool *)(values + index + 1);
+  bool ok = true;
+  for (uint32_t i = 0; i <= (uint32_t)index; i++)
+    known[i] = eval_expression(plan, i, symbols, values, known, &values[i]);
+  ok = known[index];
+  *out_value = ok ? values[index] : 0;
+  free(values);
+  return ok;
 }
 
 // ---- validation ----
@@ -285,6 +322,76 @@ static attn_status validate_step_shape(const attn_plan *plan, uint32_t s, attn_d
   return ATTN_OK;
 }
 
+// The types a step's operands must have for its routine to index them safely: what the compiler
+// lowers only when they hold, checked again for a plan read from a file.
+static attn_status validate_step_types(const attn_plan *plan, uint32_t s, attn_diag *diag) {
+  const attn_plan_step *step = &plan->steps[s];
+  const char *name = attn_plan_step_kind_name(step->kind);
+  const attn_plan_value *in0 = step->input_count ? &plan->values[step->inputs[0]] : NULL;
+  const attn_plan_value *out0 = step->output_count ? &plan->values[step->outputs[0]] : NULL;
+  switch (step->kind) {
+  case ATTN_PLAN_STEP_GEMM:
+    // a [.., m, k] and b [.., k, n] broadcast against c [.., m, n]; bias and residual of c's
+    // row length and shape; all f32.
+    if (out0->rank < 2)
+      return plan_fault(diag, "step %u (%s) writes a rank-%u result", s, name, out0->rank);
+    for (uint32_t i = 0; i < step->input_count; i++) {
+      const attn_plan_value *operand = &plan->values[step->inputs[i]];
+      bool is_matrix = i < 2;
+      if (operand->dtype != ATTN_DTYPE_F32 || (is_matrix && operand->rank < 2) ||
+          operand->rank > out0->rank)
+        return plan_fault(diag, "step %u (%s): input %u is not an f32 operand of rank 2..%u", s,
+                          name, i, out0->rank);
+    }
+    if (out0->dtype != ATTN_DTYPE_F32)
+      return plan_fault(diag, "step %u (%s) writes %s, not f32", s, name,
+                        attn_dtype_name(out0->dtype));
+    break;
+  case ATTN_PLAN_STEP_ATTENTION: {
+    const attn_plan_attention *attention = &step->u.attention;
+    attn_dtype dtype =
+        attention->spec.dtype == ATTN_CPU_ATTENTION_BF16 ? ATTN_DTYPE_BF16 : ATTN_DTYPE_F32;
+    for (uint32_t i = 0; i < 3; i++)
+      if (plan->values[step->inputs[i]].rank != 4 || plan->values[step->inputs[i]].dtype != dtype)
+        return plan_fault(diag, "step %u (%s): input %u is not %s of rank 4", s, name, i,
+                          attn_dtype_name(dtype));
+    if (out0->rank != 4 || out0->dtype != dtype)
+      return plan_fault(diag, "step %u (%s) writes no %s of rank 4", s, name,
+                        attn_dtype_name(dtype));
+    if (attention->spec.lse && (plan->values[step->outputs[1]].dtype != ATTN_DTYPE_F32 ||
+                                plan->values[step->outputs[1]].rank != 3))
+      return plan_fault(diag, "step %u (%s): its log-sum-exp is not f32 of rank 3", s, name);
+    if (attention->has_mask && plan->values[step->inputs[3]].rank > 4)
+      return plan_fault(diag, "step %u (%s) has a mask of rank %u", s, name,
+                        plan->values[step->inputs[3]].rank);
+    uint32_t base = attention->has_mask ? 4 : 3;
+    for (uint32_t c = 0; c < attention->spec.capture_count; c++)
+      if (plan->values[step->inputs[base + c]].rank != attention->spec.capture_ranks[c])
+        return plan_fault(diag, "step %u (%s): capture %u is not of rank %u", s, name, c,
+                          attention->spec.capture_ranks[c]);
+    break;
+  }
+  case ATTN_PLAN_STEP_TOPK:
+    // Top-k's axis is normalised by the compiler; the routine indexes the input's dims with it.
+    if (step->u.topk.axis >= (int64_t)in0->rank)
+      return plan_fault(diag, "step %u (topk) has axis %lld of a rank-%u input", s,
+                        (long long)step->u.topk.axis, in0->rank);
+    if (in0->dtype != ATTN_DTYPE_F32 || out0->dtype != ATTN_DTYPE_F32 ||
+        plan->values[step->outputs[1]].dtype != ATTN_DTYPE_I64)
+      return plan_fault(diag, "step %u (%s) does not read f32 and write f32 and i64", s, name);
+    break;
+  case ATTN_PLAN_STEP_VIEW:
+    if (in0->dtype != out0->dtype)
+      return plan_fault(diag, "step %u (%s) changes the dtype", s, name);
+    break;
+  case ATTN_PLAN_STEP_KERNEL:
+  case ATTN_PLAN_STEP_HOST:
+  case ATTN_PLAN_STEP_KIND_COUNT:
+    break;
+  }
+  return ATTN_OK;
+}
+
 attn_status attn_plan_validate(const attn_plan *plan, attn_diag *diag) {
   ATTN_RETURN_IF_ERROR(validate_dims(plan, diag));
   ATTN_RETURN_IF_ERROR(validate_values(plan, diag));
@@ -324,11 +431,7 @@ attn_status attn_plan_validate(const attn_plan *plan, attn_diag *diag) {
         validate_operands(plan, s, step->inputs, step->input_count, "input", diag));
     ATTN_RETURN_IF_ERROR(
         validate_operands(plan, s, step->outputs, step->output_count, "output", diag));
-    // Top-k's axis is normalised by the compiler; the routine indexes the input's dims with it.
-    if (step->kind == ATTN_PLAN_STEP_TOPK &&
-        step->u.topk.axis >= (int64_t)plan->values[step->inputs[0]].rank)
-      return plan_fault(diag, "step %u (topk) has axis %lld of a rank-%u input", s,
-                        (long long)step->u.topk.axis, plan->values[step->inputs[0]].rank);
+    ATTN_RETURN_IF_ERROR(validate_step_types(plan, s, diag));
   }
   return ATTN_OK;
 }

@@ -157,9 +157,18 @@ typedef struct attn_plan {
 const char *attn_plan_step_kind_name(attn_plan_step_kind kind);
 
 // Evaluates dim `dim` with `symbols` (symbol_count entries, -1 when unbound). False when a symbol
-// it needs is unbound, a division is not exact, the result overflows, or `dim` is malformed.
+// it needs is unbound, a division is not exact, the result overflows or is negative, or `dim`
+// is malformed. Time linear in the expressions before it.
 bool attn_plan_dim_eval(const attn_plan *plan, int64_t dim, const int64_t *symbols,
                         int64_t *out_value);
+
+// Evaluates every expression of the table at once: values[i] (dim_count entries) where known[i];
+// known[i] is false where attn_plan_dim_eval would fail. Then attn_plan_dim_value reads any dim
+// from the table. What the executor does once per run.
+void attn_plan_dims_eval(const attn_plan *plan, const int64_t *symbols, int64_t *values,
+                         bool *known);
+bool attn_plan_dim_value(int64_t dim, uint32_t dim_count, const int64_t *values,
+                         const bool *known, int64_t *out_value);
 
 // Checks what the executor relies on: every index in range, dims that refer only to earlier
 // dims, steps of a known kind with the operands their kind needs, values of valid dtype and rank.

@@ -219,6 +219,22 @@ def make_fixture(work, name):
                     os.path.join(path, "config.json"))
     elif name == "model.onnx":
         open(path, "wb").close()
+    elif name == "colliding.attn":
+        # Inputs whose C fields collide in a static library's header: x's dims are x_dims.
+        with open(path, "w") as f:
+            f.write("graph g(x: f32[N], x_dims: f32[N]) -> (y: f32[N]) {\n"
+                    "  return add(x, x_dims)\n}\n")
+    elif name == "keyword.attn":
+        # An output named like a C keyword, and one named like the generated run's locals.
+        with open(path, "w") as f:
+            f.write("graph g(x: f32[N]) -> (int: f32[N], status: f32[N]) {\n"
+                    "  return exp(x), neg(x)\n}\n")
+    elif name == "bogus.attnx":
+        np.save(path + ".npy", np.zeros(3))
+        os.replace(path + ".npy", path)
+    elif name.startswith("out/"):
+        # An output path in a directory of its own.
+        os.makedirs(os.path.dirname(path), exist_ok=True)
     else:
         sys.exit(f"model_test.py: no fixture named {name}")
     return path

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "codegen/cpu/aot.h"
@@ -266,7 +267,10 @@ static attn_status build_linked(compile_state *state, const compile_request *req
   weights_path_for(request->out, weights, sizeof(weights));
   ATTN_RETURN_IF_ERROR(
       write_artifact(state, artifact, name, false, request->weights_external ? weights : NULL));
-  attn_aot_linked_source source = {plan, name, artifact, is_exe};
+  struct stat artifact_stat;
+  if (stat(artifact, &artifact_stat) != 0)
+    return attn_diag_error(diag, attn_cli_loc, ATTN_ERROR_IO, "cannot read '%s'", artifact);
+  attn_aot_linked_source source = {plan, name, artifact, (size_t)artifact_stat.st_size, is_exe};
   snprintf(source_path, sizeof(source_path), "%s/%s_model.c", state->dir.path, name);
   snprintf(header, sizeof(header), "%s/%s.h", state->dir.path, name);
   ATTN_RETURN_IF_ERROR(attn_aot_write_source(&source, source_path, diag));
@@ -330,7 +334,7 @@ static attn_status build_linked(compile_state *state, const compile_request *req
     if (status == ATTN_OK)
       status = copy_file(header, out_header, diag);
     if (status == ATTN_OK)
-      printf("wrote %s and %s\n", archive, out_header);
+      fprintf(stderr, "wrote %s and %s\n", archive, out_header);
   }
   free(args);
   free(objects);

@@ -111,6 +111,23 @@ static const conformance_case cases[] = {
          "u)\n"
          "}\n",
          "N=53", .generated = "gemm", .all_generated = true),
+    // Epilogues the GEMM template cannot fuse (a column bias, exp, log, sqrt, neg, abs) compile
+    // through MLIR after it: six GEMM kernels of five specs, each with a rest of its own, so a
+    // program calls more functions than it has kernels; nothing runs on the reference.
+    CASE("gemm_unfused_epilogues",
+         "graph g(x: f32[M, 24]) -> (a: f32[M, 16], b: f32[M, 16], c: f32[M, 16], "
+         "d: f32[M, M], e: f32[3, M], f: f32[M, 16]) {\n"
+         "  a = exp(matmul(x, weight(\"v1\", f32[24, 16])))\n"
+         "  b = sqrt(abs(add(matmul(x, weight(\"v2\", f32[24, 16])), "
+         "weight(\"bias\", f32[16]))))\n"
+         "  c = neg(exp(relu(matmul(x, weight(\"v3\", f32[24, 16])))))\n"
+         "  d = log(add(abs(matmul(x, x, transpose_b=true)), constant(f32[], 1)))\n"
+         "  e = add(matmul(weight(\"w\", f32[3, 24]), x, transpose_b=true), "
+         "weight(\"col\", f32[3, 1]))\n"
+         "  f = abs(silu(matmul(x, weight(\"v4\", f32[24, 16]))))\n"
+         "  return a, b, c, d, e, f\n"
+         "}\n",
+         "M=21", .generated = "mlir", .all_generated = true),
     CASE("gemm_residual",
          "graph g(x: f32[T, 40], r: f32[T, 33]) -> (o: f32[T, 33]) {\n"
          "  return add(r, matmul(x, weight(\"w\", f32[40, 33])))\n"

@@ -55,12 +55,12 @@ void plan_fixture_init(plan_fixture *fixture) {
   values[2] = value(ATTN_DTYPE_F32, 1, (int64_t[]){4}, ATTN_PLAN_STORAGE_CONSTANT, 1);
   values[3] = value(ATTN_DTYPE_F32, 2, (int64_t[]){-3, 4}, ATTN_PLAN_STORAGE_BUFFER, 0);
   values[4] = value(ATTN_DTYPE_F32, 3, (int64_t[]){-1, -2, 4}, ATTN_PLAN_STORAGE_VIEW, 0);
-  values[5] = value(ATTN_DTYPE_F32, 4, (int64_t[]){-1, 2, -2, 8}, ATTN_PLAN_STORAGE_INPUT, 1);
-  values[6] = value(ATTN_DTYPE_F32, 4, (int64_t[]){-1, 2, -2, 8}, ATTN_PLAN_STORAGE_BUFFER, 1);
-  values[7] = value(ATTN_DTYPE_F32, 4, (int64_t[]){-1, 2, -2, 8}, ATTN_PLAN_STORAGE_TEMP, 0);
+  values[5] = value(ATTN_DTYPE_BF16, 4, (int64_t[]){-1, 2, -2, 8}, ATTN_PLAN_STORAGE_INPUT, 1);
+  values[6] = value(ATTN_DTYPE_BF16, 4, (int64_t[]){-1, 2, -2, 8}, ATTN_PLAN_STORAGE_BUFFER, 1);
+  values[7] = value(ATTN_DTYPE_BF16, 4, (int64_t[]){-1, 2, -2, 8}, ATTN_PLAN_STORAGE_TEMP, 0);
   values[8] = value(ATTN_DTYPE_BOOL, 2, (int64_t[]){-2, -2}, ATTN_PLAN_STORAGE_TEMP, 0);
   values[9] = value(ATTN_DTYPE_I64, 1, (int64_t[]){3}, ATTN_PLAN_STORAGE_CONSTANT, 2);
-  values[10] = value(ATTN_DTYPE_F32, 4, (int64_t[]){-1, 2, -2, 8}, ATTN_PLAN_STORAGE_TEMP, 0);
+  values[10] = value(ATTN_DTYPE_BF16, 4, (int64_t[]){-1, 2, -2, 8}, ATTN_PLAN_STORAGE_TEMP, 0);
   values[11] = value(ATTN_DTYPE_F32, 3, (int64_t[]){-1, 2, -2}, ATTN_PLAN_STORAGE_TEMP, 0);
   values[12] = value(ATTN_DTYPE_I64, 1, (int64_t[]){-5}, ATTN_PLAN_STORAGE_IOTA, 0);
   values[12].iota_axis = 0;

@@ -124,6 +124,18 @@ static void symbol_without_name(plan_fixture *f) {
 static void value_not_its_constant_type(plan_fixture *f) {
   f->constants[1].dims[0] = 5;
 }
+static void gemm_result_of_rank_one(plan_fixture *f) {
+  f->values[3].rank = 1;
+}
+static void attention_input_of_rank_three(plan_fixture *f) {
+  f->values[5].rank = 3;
+}
+static void attention_mask_of_rank_five(plan_fixture *f) {
+  f->values[8].rank = 5;
+}
+static void topk_indices_not_i64(plan_fixture *f) {
+  f->values[15].dtype = ATTN_DTYPE_F32;
+}
 static void value_dim_missing(plan_fixture *f) {
   f->values[3].dims[0] = -6;
 }
@@ -240,6 +252,10 @@ static const fault faults[] = {
     {"value constant out of range", value_constant_out_of_range, "constant 3 of 3"},
     {"value buffer out of range", value_buffer_out_of_range, "buffer 2 of 2"},
     {"value storage unknown", value_storage_unknown, "unknown storage"},
+    {"gemm result of rank 1", gemm_result_of_rank_one, "writes a rank-1 result"},
+    {"attention input of rank 3", attention_input_of_rank_three, "input 0 is not bf16 of rank 4"},
+    {"attention mask of rank 5", attention_mask_of_rank_five, "has a mask of rank 5"},
+    {"topk indices not i64", topk_indices_not_i64, "write f32 and i64"},
     {"value not its constant's type", value_not_its_constant_type,
      "value 2 is constant 1, of another type"},
     {"iota axis out of range", iota_axis_out_of_range, "iota axis"},

@@ -151,6 +151,29 @@ static void test_misuse_is_refused(void **state) {
   attn_model_close(model);
 }
 
+// An empty batch runs and gives an empty result: no kernel writes into its zero bytes (the
+// input's data may be NULL then, as for any empty tensor).
+static void test_empty_batch_runs(void **state) {
+  (void)state;
+  attn_model *model = open_model();
+  attn_session *session;
+  attn_error error;
+  assert_int_equal(attn_session_create(model, NULL, &session, &error), ATTN_OK);
+  int64_t dims[2] = {0, 4};
+  assert_int_equal(attn_session_set_input(session, "input_ids", ATTN_DTYPE_I64, 2, dims, NULL),
+                   ATTN_OK);
+  if (attn_session_run(session) != ATTN_OK)
+    fail_msg("run: %s", attn_session_error(session));
+  int64_t out_dims[ATTN_MAX_RANK];
+  uint32_t rank;
+  assert_int_equal(attn_session_output(session, "logits", NULL, &rank, out_dims, NULL), ATTN_OK);
+  assert_int_equal(rank, 3);
+  assert_int_equal(out_dims[0], 0);
+  assert_int_equal(out_dims[1], 4);
+  attn_session_destroy(session);
+  attn_model_close(model);
+}
+
 static void test_bad_files_are_refused(void **state) {
   (void)state;
   attn_model *model = NULL;
@@ -266,9 +289,14 @@ int main(int argc, char **argv) {
   }
   fixture_dir = argv[1];
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_model_description),   cmocka_unit_test(test_run_matches_reference),
-      cmocka_unit_test(test_misuse_is_refused),   cmocka_unit_test(test_bad_files_are_refused),
+      // clang-format off
+      cmocka_unit_test(test_model_description),
+      cmocka_unit_test(test_run_matches_reference),
+      cmocka_unit_test(test_misuse_is_refused),
+      cmocka_unit_test(test_empty_batch_runs),
+      cmocka_unit_test(test_bad_files_are_refused),
       cmocka_unit_test(test_concurrent_sessions),
+      // clang-format on
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
