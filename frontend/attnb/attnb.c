@@ -879,9 +879,9 @@ static attn_status read_attributes(reader *r, uint32_t n, const attn_op_info *op
       return fail(r, ATTN_ERROR_PARSE, "node %u (%s): attribute '%s' is given twice", n, op->name,
                   field->name);
     if (attribute->value_case != case_of(field->type))
-      return fail(r, ATTN_ERROR_PARSE, "node %u (%s): attribute '%s' is a %s, the file holds %s", n,
-                  op->name, field->name, field_type_name(field->type),
-                  case_name(attribute->value_case));
+      return fail(r, ATTN_ERROR_PARSE,
+                  "node %u (%s): attribute '%s' should be %s, the file holds %s", n, op->name,
+                  field->name, field_type_name(field->type), case_name(attribute->value_case));
     given[f] = attribute;
     ATTN_RETURN_IF_ERROR(read_field(r, n, op->name, field, attribute, attrs));
   }
