@@ -324,8 +324,8 @@ def main():
         args.args = args.args[1:]
     shutil.rmtree(args.work, ignore_errors=True)
     os.makedirs(args.work)
-    {"hf": hf, "attnb": attnb, "mil": mil, "random": random, "demo": demo, "stats": stats, "bench": bench,
-     "fails": fails}[args.kind](args)
+    {"hf": hf, "attnb": attnb, "mil": mil, "random": random, "demo": demo, "stats": stats,
+     "bench": bench, "fails": fails}[args.kind](args)
     print("PASS")
 
 
