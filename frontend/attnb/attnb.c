@@ -332,7 +332,10 @@ static Attn__Attnb__Node *write_node(writer *w, const attn_node *node) {
   m->n_outputs = node->output_count;
   m->outputs = (uint32_t *)node->outputs;
   for (uint32_t i = 0; node->attrs && i < info->field_count; i++) {
-    Attn__Attnb__Attribute *attribute = write_field(w, node, &info->fields[i]);
+    const attn_field_info *field = &info->fields[i];
+    Attn__Attnb__Attribute *attribute = write_field(w, node, field);
+    if (!attribute && !(field->type == ATTN_FIELD_EXPR && !list_items(node->attrs, field)))
+      return NULL; // out of memory, or constant data of no definite size
     if (attribute)
       attributes[m->n_attributes++] = attribute;
   }
@@ -1067,10 +1070,21 @@ static attn_status read_kernels_buffers(reader *r) {
       return fail(r, ATTN_ERROR_PARSE, "kernel %u: unknown kind '%s'", k, kernel->kind);
     g->kernels[k].kind = (attn_kernel_kind)kind;
   }
+  // The partition's shape (ir.h): leaves belong to no kernel, each kernel's nodes are
+  // contiguous and kernels come in execution order, which backends rely on.
+  uint32_t last_kernel = 0;
   for (uint32_t n = 1; n < g->node_count; n++) {
     uint32_t kernel = g->nodes[n].kernel;
     if (kernel != 0 && kernel >= kernel_count)
       return fail(r, ATTN_ERROR_PARSE, "node %u is in kernel %u, out of range", n, kernel);
+    if (kernel != 0 && (attn_op_get_info(g->nodes[n].op)->flags & ATTN_OP_LEAF))
+      return fail(r, ATTN_ERROR_PARSE, "node %u is a leaf but in kernel %u", n, kernel);
+    if (kernel != 0 && kernel < last_kernel)
+      return fail(r, ATTN_ERROR_PARSE,
+                  "node %u is in kernel %u after a node of kernel %u: kernels are not "
+                  "contiguous or not in order",
+                  n, kernel, last_kernel);
+    last_kernel = kernel ? kernel : last_kernel;
     g->kernels[kernel].node_count++;
   }
   g->kernels[0].node_count = 0;

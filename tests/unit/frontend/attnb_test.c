@@ -320,6 +320,10 @@ static void unknown_dtype(Attn__Attnb__Graph *m) {
   strcpy(m->values[0]->type->dtype, "f64");
 }
 
+static void kernel_without_partition(Attn__Attnb__Graph *m) {
+  find_node(m, "softmax")->kernel = 1;
+}
+
 static void test_refusals(void **state) {
   fixture *f = *state;
   parse_and_write(f, small_graph);
@@ -338,6 +342,7 @@ static void test_refusals(void **state) {
                       "invalid graph: t.attn:2:7: verifier: softmax: output 0 has type");
   expect_edit_refused(f, producer_mismatch, ATTN_ERROR_PARSE, "does not name this node");
   expect_edit_refused(f, unknown_dtype, ATTN_ERROR_PARSE, "unknown dtype 'f64'");
+  expect_edit_refused(f, kernel_without_partition, ATTN_ERROR_PARSE, "in kernel 1, out of range");
 }
 
 // Every allocation of a read failing in turn: an out-of-memory error (or, for an allocation
