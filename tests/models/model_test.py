@@ -7,6 +7,8 @@
       input_ids.npy, and the logits transformers computed) and compare the logits. --ids-dtype feeds the ids in
       another dtype; --strip-prefix rewrites the checkpoint without that name prefix, as a
       checkpoint saved from the base model (GPT2Model) names its tensors.
+  model_test.py --attnc ATTNC --work DIR attnb MODEL CHECKPOINT_DIR [--input NAME]
+      The same through an .attnb file: its logits equal those of the .attn exactly.
   model_test.py --attnc ATTNC --work DIR random MODEL ARCH CONFIG
       attnc init-weights MODEL with CONFIG, run attnc and the NumPy reference
       (tests/ref/run_ref.py ARCH) on the same weights and ids, and compare.
@@ -135,6 +137,23 @@ def mil(args):
     compare(out[1], out[3], RTOL_REF)
 
 
+def attnb(args):
+    """The model through an .attnb file: `attnc opt --emit attnb`, then `attnc run` of that file
+    gives bit for bit the logits `attnc run` of the .attn gives, which match transformers'."""
+    ids = os.path.join(args.checkpoint, args.input + ".npy")
+    binary = os.path.join(args.work, "model.attnb")
+    run([args.attnc, "opt", args.model, "-w", args.checkpoint, "--emit", "attnb", "-o", binary])
+    outs = [os.path.join(args.work, name) for name in ("from_attn.npy", "from_attnb.npy")]
+    for model, out in zip((args.model, binary), outs):
+        run([args.attnc, "run", model, "-w", args.checkpoint, "-i", args.input + "=" + ids,
+             "-o", "logits=" + out, "-b", args.backend])
+    a, b = np.load(outs[0]), np.load(outs[1])
+    if a.shape != b.shape or not np.array_equal(a, b):
+        sys.exit(f"FAIL: the .attnb gives other logits than the .attn: {a.shape} vs {b.shape}, "
+                 f"max difference {np.max(np.abs(a - b)) if a.shape == b.shape else 'n/a'}")
+    compare(outs[1], os.path.join(args.checkpoint, "logits.npy"), RTOL_HF)
+
+
 def random_ids(vocab, shape, seed):
     return np.random.default_rng(seed).integers(0, vocab, size=shape, dtype=np.int64)
 
@@ -217,6 +236,9 @@ def make_fixture(work, name):
         shutil.copy(os.path.join(ROOT, "tests/data/hf/gpt2-tiny/model.safetensors"), path)
         shutil.copy(os.path.join(ROOT, "models/configs/gpt2-tiny.json"),
                     os.path.join(path, "config.json"))
+    elif name == "model.attnb":
+        with open(path, "wb") as f:
+            f.write(b"graph tiny() -> () {}\n")  # text, not a protobuf message
     elif name == "model.onnx":
         open(path, "wb").close()
     elif name == "colliding.attn":
@@ -287,6 +309,10 @@ def main():
     p.add_argument("--ids-dtype")
     p.add_argument("--strip-prefix")
     p.add_argument("--input", default="input_ids", help="the graph input the fixture feeds")
+    p = sub.add_parser("attnb")
+    p.add_argument("model")
+    p.add_argument("checkpoint")
+    p.add_argument("--input", default="input_ids", help="the graph input the fixture feeds")
     p = sub.add_parser("mil")
     p.add_argument("model")
     p.add_argument("config")
@@ -314,8 +340,8 @@ def main():
         args.args = args.args[1:]
     shutil.rmtree(args.work, ignore_errors=True)
     os.makedirs(args.work)
-    {"hf": hf, "mil": mil, "random": random, "demo": demo, "stats": stats, "bench": bench,
-     "fails": fails}[args.kind](args)
+    {"hf": hf, "attnb": attnb, "mil": mil, "random": random, "demo": demo, "stats": stats,
+     "bench": bench, "fails": fails}[args.kind](args)
     print("PASS")
 
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "frontend/attnb/attnb.h"
 #include "frontend/parse.h"
 
 const attn_loc attn_cli_loc = {"attnc", 0, 0};
@@ -141,13 +142,16 @@ static bool has_suffix(const char *text, const char *suffix) {
 attn_status attn_cli_load_model(const char *path, const attn_config *config,
                                 attn_allocator allocator, attn_diag *diag, attn_graph **out_graph) {
   *out_graph = NULL;
+  // An .attnb file is the flat graph already: config.* was folded in when it was written.
+  if (has_suffix(path, ".attnb"))
+    return attn_attnb_read(path, allocator, diag, out_graph);
   if (!has_suffix(path, ".attn")) {
     const char *dot = strrchr(path, '.');
     const char *slash = strrchr(path, '/');
     bool has_extension = dot && (!slash || dot > slash);
     return attn_diag_error(diag, (attn_loc){path, 0, 0}, ATTN_ERROR_UNSUPPORTED,
                            "unsupported model format '%s'; this build reads .attn model "
-                           "descriptions (.attnb, .onnx and .attnx come later)",
+                           "descriptions and .attnb graphs (.onnx and .attnx come later)",
                            has_extension ? dot : "(no extension)");
   }
   attn_parse_options options = {.config = config};

@@ -73,8 +73,9 @@ attn_status attn_cli_parse_passes(const char *passes, const attn_pipeline_run_op
 // Where command-line errors are reported (the "file" of their location).
 extern const attn_loc attn_cli_loc;
 
-// Parses the model at `path` (a .attn file; other formats are not supported yet) with
-// `config` (may be NULL) feeding config.*.
+// Loads the model at `path`: a .attn file, parsed with `config` (may be NULL) feeding
+// config.*, or an .attnb file (the graph as written; `config` is not read). Other formats are
+// not supported yet.
 attn_status attn_cli_load_model(const char *path, const attn_config *config,
                                 attn_allocator allocator, attn_diag *diag,
                                 attn_graph **out_graph) ATTN_MUST_USE;

@@ -24,7 +24,7 @@ static const char compile_usage[] =
     "                     [--config FILE] [-p PASSES] [-D NAME=VALUE]... [--weights-external]\n"
     "                     [--name NAME]\n"
     "\n"
-    "Compiles MODEL (.attn) with its weights for the cpu backend, ahead of time:\n"
+    "Compiles MODEL (.attn or .attnb) with its weights for the cpu backend, ahead of time:\n"
     "  --emit exe         (the default) the executable OUT: the runtime, the kernels and the\n"
     "                     weights in one program that needs no attnc, LLVM or MLIR; it takes the\n"
     "                     -i/-o flags of attnc run (see OUT --help)\n"

@@ -13,8 +13,8 @@
 static const char usage[] =
     "usage: attnc init-weights MODEL -o FILE.safetensors [--config CONFIG.json] [--seed N]\n"
     "\n"
-    "Writes deterministic random values for every weight MODEL (.attn) reads, under the first\n"
-    "name of each weight() call. Matrices and biases get normal-ish values of std 0.02,\n"
+    "Writes deterministic random values for every weight MODEL (.attn or .attnb) reads, under\n"
+    "the first name of each weight() call. Matrices and biases get normal-ish values of std 0.02,\n"
     "norm weights (rank 1, named *ln*/*norm* ...weight) 1 + that. A weight with fallback\n"
     "names (a tied lm_head) is left out when a fallback is written anyway, unless the config\n"
     "sets tie_word_embeddings to false. The config is not copied beside the output.\n"

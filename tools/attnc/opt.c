@@ -1,9 +1,10 @@
 // `attnc opt`: parse a model description, run a pass pipeline over it and print the IR (or,
-// with --stats, a report on its kernels and memory plan).
+// with --stats, a report on its kernels and memory plan; with --emit attnb, the IR as .attnb).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "frontend/attnb/attnb.h"
 #include "ir/print.h"
 #include "runtime/base/allocator.h"
 #include "tools/attnc/cli.h"
@@ -11,11 +12,11 @@
 static const char usage[] =
     "usage: attnc opt MODEL [-w WEIGHTS | --config CONFIG.json] [-p PASSES] [-D NAME=VALUE]...\n"
     "                 [--print-after PASS] [--print-after-all] [--time-passes] [--verify-each]\n"
-    "                 [--stats]\n"
+    "                 [--stats] [--emit attn|attnb] [-o OUT]\n"
     "       attnc opt --list-passes\n"
     "\n"
-    "Parses MODEL (.attn), expands it to one flat graph, runs the passes and prints the\n"
-    "resulting IR in the .attn language on stdout.\n"
+    "Parses MODEL (.attn, or an .attnb graph), expands it to one flat graph, runs the passes\n"
+    "and prints the resulting IR in the .attn language on stdout.\n"
     "\n"
     "  -w WEIGHTS          a .safetensors file or Hugging Face directory; its config.json\n"
     "                      feeds config.* in MODEL\n"
@@ -32,6 +33,9 @@ static const char usage[] =
     "                      class, kernels by kind, buffers, and with every symbol bound by\n"
     "                      -D (or a static graph) the planned peak bytes against the largest\n"
     "                      set of simultaneously live tensors\n"
+    "  --emit FORMAT       attn (the default): the IR as .attn text; attnb: the IR as an\n"
+    "                      .attnb file (docs/attnb.md), which needs -o\n"
+    "  -o OUT              write the IR to OUT instead of stdout\n"
     "  --list-passes       list the passes, their options and the default pipeline\n"
     "  -h, --help          this text\n";
 
@@ -49,6 +53,7 @@ static void list_passes(void) {
 int attn_tool_opt(int argc, char **argv) {
   const char *command = "opt";
   const char *model = NULL, *weights_path = NULL, *config_path = NULL, *passes = "";
+  const char *emit = "attn", *out_path = NULL;
   attn_pipeline_run_options run_options = {.out = stderr};
   bool show_stats = false;
   bool is_listing = false;
@@ -74,11 +79,21 @@ int attn_tool_opt(int argc, char **argv) {
       {"--time-passes", NULL, NULL, NULL, &run_options.time_passes},
       {"--verify-each", NULL, NULL, NULL, &run_options.verify_each},
       {"--stats", NULL, NULL, NULL, &show_stats},
+      {"--emit", &emit, NULL, NULL, NULL},
+      {"-o", &out_path, NULL, NULL, NULL},
   };
   attn_cli_parse_result parsed = attn_cli_parse(command, usage, argc, argv, options,
                                                 sizeof(options) / sizeof(options[0]), &model);
   if (parsed == ATTN_CLI_PARSED && weights_path && config_path) {
     attn_cli_usage_error(command, "give -w or --config, not both");
+    parsed = ATTN_CLI_BAD_USAGE;
+  }
+  bool emit_attnb = strcmp(emit, "attnb") == 0;
+  if (parsed == ATTN_CLI_PARSED && !emit_attnb && strcmp(emit, "attn") != 0) {
+    attn_cli_usage_error(command, "unknown --emit format '%s' (attn or attnb)", emit);
+    parsed = ATTN_CLI_BAD_USAGE;
+  } else if (parsed == ATTN_CLI_PARSED && emit_attnb && (!out_path || show_stats)) {
+    attn_cli_usage_error(command, "--emit attnb writes a file: pass -o OUT.attnb (not --stats)");
     parsed = ATTN_CLI_BAD_USAGE;
   }
   if (parsed != ATTN_CLI_PARSED) {
@@ -118,18 +133,28 @@ int attn_tool_opt(int argc, char **argv) {
   run_options.symbol_values = symbol_values;
   if (status == ATTN_OK)
     status = attn_pipeline_run(&pipeline, graph, &run_options);
-  if (status == ATTN_OK && show_stats) {
+  FILE *out = stdout;
+  if (status == ATTN_OK && out_path && !emit_attnb && !(out = fopen(out_path, "w"))) {
+    out = stdout;
+    status = attn_diag_error(&diag, (attn_loc){out_path, 0, 0}, ATTN_ERROR_IO,
+                             "cannot open for writing");
+  }
+  if (status == ATTN_OK && emit_attnb) {
+    status = attn_attnb_write(graph, out_path, &diag);
+  } else if (status == ATTN_OK && show_stats) {
     attn_graph_stats stats;
     status = attn_graph_stats_compute(graph, symbol_values, &stats);
     if (status == ATTN_OK)
-      status = attn_graph_stats_print(graph, &stats, symbol_values, stdout);
+      status = attn_graph_stats_print(graph, &stats, symbol_values, out);
     if (status == ATTN_ERROR_IO)
       status = attn_diag_error(&diag, attn_cli_loc, ATTN_ERROR_IO, "cannot write the report");
   } else if (status == ATTN_OK) {
-    status = attn_graph_print(graph, stdout);
+    status = attn_graph_print(graph, out);
   }
-  if (status == ATTN_OK && fflush(stdout) != 0)
+  if (status == ATTN_OK && fflush(out) != 0)
     status = attn_diag_error(&diag, attn_cli_loc, ATTN_ERROR_IO, "cannot write the IR");
+  if (out != stdout && fclose(out) != 0 && status == ATTN_OK)
+    status = attn_diag_error(&diag, (attn_loc){out_path, 0, 0}, ATTN_ERROR_IO, "cannot write");
 
   attn_diag_write(&diag, stderr);
   attn_pipeline_deinit(&pipeline);

@@ -33,7 +33,7 @@ static const char usage[] =
     "usage: attnc run MODEL [-w WEIGHTS] [--config FILE] [-i NAME=FILE.npy]...\n"
     "                 [-o NAME=FILE.npy]... [-b cpu|interp|cuda] [-p PASSES] [-D NAME=VALUE]...\n"
     "\n"
-    "Runs MODEL (.attn) on the inputs and writes or summarises its outputs. A compiled\n"
+    "Runs MODEL (.attn or .attnb) on the inputs and writes or summarises its outputs. A compiled\n"
     "MODEL.attnx (attnc compile --emit artifact) runs without compiling anything and takes\n"
     "-i, -o, --threads N, --iters N and --timing only.\n"
     "\n" RUN_OPTIONS
