@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 PACKAGES=(cmake ninja-build pkg-config gcc make libcmocka-dev libcjson-dev python3 python3-numpy
-          llvm-22-tools llvm-22-dev libmlir-22-dev mlir-22-tools libprotobuf-c-dev protobuf-c-compiler
+          llvm-22-tools llvm-22-dev libmlir-22-dev mlir-22-tools libprotobuf-c-dev protobuf-c-compiler libonnx-dev
           libedit-dev)
 
 install_deps() {

@@ -18,9 +18,10 @@
 #include "runtime/tensor/safetensors.h"
 
 typedef struct weight_entry {
-  const char *name; // borrowed from the shard
+  const char *name; // borrowed from the shard (or the weights' arena)
   uint32_t shard;
-  size_t index; // in the shard
+  size_t index;       // in the shard
+  attn_tensor tensor; // an in-memory set's tensor, its data in the weights' arena
 } weight_entry;
 
 struct attn_weights {
@@ -33,6 +34,7 @@ struct attn_weights {
   weight_entry *entries;
   size_t count;
   attn_name_table table;
+  bool is_memory; // made by attn_weights_from_tensors: entries hold the tensors, no shards
 };
 
 // ---- building --------------------------------------------------------------------------------
@@ -79,7 +81,7 @@ static attn_status reserve_entries(attn_weights *weights, attn_diag *diag) {
 static void add_entry(attn_weights *weights, const char *name, uint32_t shard, size_t index) {
   size_t existing;
   if (attn_name_table_insert(&weights->table, name, weights->count, &existing))
-    weights->entries[weights->count++] = (weight_entry){name, shard, index};
+    weights->entries[weights->count++] = (weight_entry){name, shard, index, {0}};
 }
 
 // The single-file case: every tensor of shard 0.
@@ -247,7 +249,7 @@ static attn_status index_shards(index_reader *reader) {
             "tensor '%s' is in both %s and %s, and \"weight_map\" does not say which to use", name,
             attn_safetensors_path(weights->shards[weights->entries[existing].shard]),
             attn_safetensors_path(file));
-      weights->entries[weights->count++] = (weight_entry){name, (uint32_t)s, i};
+      weights->entries[weights->count++] = (weight_entry){name, (uint32_t)s, i, {0}};
     }
   }
   return ATTN_OK;
@@ -340,6 +342,55 @@ attn_status attn_weights_open(const char *path, attn_allocator allocator, attn_d
   return ATTN_OK;
 }
 
+attn_status attn_weights_from_tensors(const char *name, const attn_named_tensor *tensors,
+                                      size_t count, attn_allocator allocator, attn_diag *diag,
+                                      attn_weights **out_weights) {
+  *out_weights = NULL;
+  attn_loc loc = {name, 0, 0};
+  attn_weights *weights = attn_allocator_calloc(allocator, 1, sizeof(*weights));
+  if (!weights)
+    return attn_diag_error(diag, loc, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
+  weights->allocator = allocator;
+  weights->is_memory = true;
+  attn_arena_init(&weights->arena, allocator);
+  attn_status status = ATTN_OK;
+  weights->path = attn_arena_strdup(&weights->arena, name);
+  weights->entries = attn_arena_calloc(&weights->arena, count ? count : 1, sizeof(weight_entry));
+  if (!weights->path || !weights->entries ||
+      attn_name_table_init(&weights->table, allocator, count) != ATTN_OK)
+    status = out_of_memory(diag, name);
+  for (size_t i = 0; i < count && status == ATTN_OK; i++) {
+    const attn_named_tensor *t = &tensors[i];
+    size_t bytes;
+    if (!t->name || !t->name[0] || !attn_tensor_size_bytes(&t->tensor, &bytes)) {
+      status = attn_diag_error(diag, loc, ATTN_ERROR_INVALID_ARGUMENT,
+                               "tensor %zu has no name or an invalid shape", i);
+      break;
+    }
+    weight_entry entry = {attn_arena_strdup(&weights->arena, t->name), 0, i, t->tensor};
+    entry.tensor.data = attn_arena_alloc(&weights->arena, bytes ? bytes : 1, 16);
+    if (!entry.name || !entry.tensor.data) {
+      status = out_of_memory(diag, name);
+      break;
+    }
+    if (bytes)
+      memcpy(entry.tensor.data, t->tensor.data, bytes);
+    size_t existing;
+    if (!attn_name_table_insert(&weights->table, entry.name, weights->count, &existing)) {
+      status = attn_diag_error(diag, loc, ATTN_ERROR_INVALID_ARGUMENT, "two tensors are named '%s'",
+                               entry.name);
+      break;
+    }
+    weights->entries[weights->count++] = entry;
+  }
+  if (status != ATTN_OK) {
+    attn_weights_close(weights);
+    return status;
+  }
+  *out_weights = weights;
+  return ATTN_OK;
+}
+
 void attn_weights_close(attn_weights *weights) {
   if (!weights)
     return;
@@ -360,6 +411,12 @@ bool attn_weights_find(const attn_weights *weights, const char *name, attn_tenso
   if (!attn_name_table_find(&weights->table, name, &index))
     return false;
   const weight_entry *entry = &weights->entries[index];
+  if (weights->is_memory) {
+    *out_view = entry->tensor;
+    if (out_file)
+      *out_file = weights->path;
+    return true;
+  }
   const attn_safetensors *shard = weights->shards[entry->shard];
   attn_safetensors_get(shard, entry->index, out_view);
   if (out_file)

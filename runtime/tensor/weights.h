@@ -10,6 +10,7 @@
 
 #include "runtime/base/diag.h"
 #include "runtime/base/tensor.h"
+#include "runtime/tensor/safetensors.h"
 
 // ---- config.json -----------------------------------------------------------------------------
 
@@ -58,6 +59,13 @@ typedef struct attn_weights attn_weights;
 // (a dtype), ATTN_ERROR_IO, ATTN_ERROR_OUT_OF_MEMORY. On failure nothing is left open.
 attn_status attn_weights_open(const char *path, attn_allocator allocator, attn_diag *diag,
                               attn_weights **out_weights) ATTN_MUST_USE;
+// A weight set held in memory: copies of `tensors` (names and data), for models whose weights
+// come inside the model file (ONNX initializers). `name` stands for the file in messages and is
+// what attn_weights_path returns. It has no config. Errors: ATTN_ERROR_INVALID_ARGUMENT (an
+// unnamed tensor, a bad shape, a name given twice), ATTN_ERROR_OUT_OF_MEMORY.
+attn_status attn_weights_from_tensors(const char *name, const attn_named_tensor *tensors,
+                                      size_t count, attn_allocator allocator, attn_diag *diag,
+                                      attn_weights **out_weights) ATTN_MUST_USE;
 void attn_weights_close(attn_weights *weights);
 // The path `weights` was opened with (a file or a directory); borrowed from `weights`.
 const char *attn_weights_path(const attn_weights *weights);

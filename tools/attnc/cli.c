@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "frontend/attnb/attnb.h"
+#include "frontend/onnx/onnx.h"
 #include "frontend/parse.h"
 
 const attn_loc attn_cli_loc = {"attnc", 0, 0};
@@ -140,18 +141,31 @@ static bool has_suffix(const char *text, const char *suffix) {
 }
 
 attn_status attn_cli_load_model(const char *path, const attn_config *config,
-                                attn_allocator allocator, attn_diag *diag, attn_graph **out_graph) {
+                                attn_allocator allocator, attn_diag *diag, attn_graph **out_graph,
+                                attn_weights **out_weights) {
   *out_graph = NULL;
+  if (out_weights)
+    *out_weights = NULL;
   // An .attnb file is the flat graph already: config.* was folded in when it was written.
   if (has_suffix(path, ".attnb"))
     return attn_attnb_read(path, allocator, diag, out_graph);
+  if (has_suffix(path, ".onnx")) {
+    attn_weights *weights = NULL;
+    ATTN_RETURN_IF_ERROR(attn_onnx_import_file(path, allocator, diag, out_graph, &weights));
+    if (out_weights)
+      *out_weights = weights;
+    else
+      attn_weights_close(weights);
+    return ATTN_OK;
+  }
   if (!has_suffix(path, ".attn")) {
     const char *dot = strrchr(path, '.');
     const char *slash = strrchr(path, '/');
     bool has_extension = dot && (!slash || dot > slash);
     return attn_diag_error(diag, (attn_loc){path, 0, 0}, ATTN_ERROR_UNSUPPORTED,
                            "unsupported model format '%s'; this build reads .attn model "
-                           "descriptions and .attnb graphs (.onnx and .attnx come later)",
+                           "descriptions, .attnb graphs and .onnx models (a compiled .attnx "
+                           "runs with attnc run)",
                            has_extension ? dot : "(no extension)");
   }
   attn_parse_options options = {.config = config};
@@ -245,6 +259,13 @@ attn_status attn_cli_load(const char *model, const char *weights_path, const cha
                           attn_allocator allocator, attn_diag *diag, attn_weights **out_weights,
                           attn_config **out_config, attn_graph **out_graph) {
   const attn_config *config = NULL;
+  if (has_suffix(model, ".onnx")) {
+    // An ONNX model carries its weights: its initializers are the weight set.
+    if (weights_path)
+      return attn_diag_error(diag, attn_cli_loc, ATTN_ERROR_INVALID_ARGUMENT,
+                             "-w: %s carries its own weights (its initializers)", model);
+    return attn_cli_load_model(model, NULL, allocator, diag, out_graph, out_weights);
+  }
   if (weights_path) {
     ATTN_RETURN_IF_ERROR(attn_weights_open(weights_path, allocator, diag, out_weights));
     config = attn_weights_config(*out_weights);
@@ -253,7 +274,7 @@ attn_status attn_cli_load(const char *model, const char *weights_path, const cha
     ATTN_RETURN_IF_ERROR(attn_config_read(config_path, allocator, diag, out_config));
     config = *out_config;
   }
-  return attn_cli_load_model(model, config, allocator, diag, out_graph);
+  return attn_cli_load_model(model, config, allocator, diag, out_graph, NULL);
 }
 
 void attn_cli_model_deinit(attn_cli_model *model, attn_allocator allocator) {

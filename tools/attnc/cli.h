@@ -24,6 +24,7 @@ int attn_tool_bench(int argc, char **argv);
 int attn_tool_opt(int argc, char **argv);
 int attn_tool_init_weights(int argc, char **argv);
 int attn_tool_repl(int argc, char **argv);
+int attn_tool_import(int argc, char **argv);
 
 // ---- command lines ---------------------------------------------------------------------------
 
@@ -73,12 +74,13 @@ attn_status attn_cli_parse_passes(const char *passes, const attn_pipeline_run_op
 // Where command-line errors are reported (the "file" of their location).
 extern const attn_loc attn_cli_loc;
 
-// Loads the model at `path`: a .attn file, parsed with `config` (may be NULL) feeding
-// config.*, or an .attnb file (the graph as written; `config` is not read). Other formats are
-// not supported yet.
+// Loads the model at `path`, by its extension: a .attn file parsed with `config` (may be NULL)
+// feeding config.*, an .attnb file (the graph as written; `config` is not read), or an .onnx
+// model imported, whose initializers become the weight set in `*out_weights` (NULL for the
+// others). `out_weights` may be NULL: the weights are dropped.
 attn_status attn_cli_load_model(const char *path, const attn_config *config,
-                                attn_allocator allocator, attn_diag *diag,
-                                attn_graph **out_graph) ATTN_MUST_USE;
+                                attn_allocator allocator, attn_diag *diag, attn_graph **out_graph,
+                                attn_weights **out_weights) ATTN_MUST_USE;
 
 // What run, bench and compile hold of a model: its weights and config, the graph and the pipeline
 // it went through, the weights bound to it, and the cpu backend's program.
@@ -96,7 +98,8 @@ typedef struct attn_cli_model {
 void attn_cli_model_deinit(attn_cli_model *model, attn_allocator allocator);
 
 // Opens -w WEIGHTS (a safetensors file or a Hugging Face directory) and --config FILE when
-// given (NULL otherwise), then parses MODEL with config.* from --config, else from the weights'
+// given (NULL otherwise), then parses MODEL (an .onnx MODEL brings its own weights, and -w is
+// then an error) with config.* from --config, else from the weights'
 // directory. The caller closes what it gets, on failure too.
 attn_status attn_cli_load(const char *model, const char *weights_path, const char *config_path,
                           attn_allocator allocator, attn_diag *diag, attn_weights **out_weights,

@@ -146,7 +146,7 @@ static attn_status init_weights(const char *model, const char *out_path, const c
   if (config_path)
     status = attn_config_read(config_path, allocator, diag, &config);
   if (status == ATTN_OK)
-    status = attn_cli_load_model(model, config, allocator, diag, &graph);
+    status = attn_cli_load_model(model, config, allocator, diag, &graph, NULL);
   if (status == ATTN_OK) {
     planned = calloc(graph->node_count + 1, sizeof(*planned));
     tensors = calloc(graph->node_count + 1, sizeof(*tensors));

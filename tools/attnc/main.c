@@ -17,7 +17,7 @@ static const char usage[] =
     "bound from safetensors files or Hugging Face checkpoint directories.\n"
     "\n"
     "Commands:\n"
-    "  run           run a model (.attn, or a compiled .attnx) on .npy inputs and write or\n"
+    "  run           run a model (.attn, .onnx, or a compiled .attnx) on .npy inputs and write or\n"
     "                summarise its outputs\n"
     "  compile       compile a model ahead of time: an executable, a .attnx artifact, or a\n"
     "                static library with a header\n"
@@ -25,6 +25,7 @@ static const char usage[] =
     "  opt           print the flat IR a model description expands to\n"
     "  init-weights  write deterministic random weights for a model\n"
     "  repl          an interactive session: .attn statements compiled and run as entered\n"
+    "  import        an ONNX model to a .attn description and a safetensors weight file\n"
     "\n"
     "  -h, --help    this text; 'attnc COMMAND --help' describes a command\n"
     "  --version     the version\n";
@@ -42,6 +43,7 @@ static const attn_command commands[] = {
     {"opt", attn_tool_opt},
     {"init-weights", attn_tool_init_weights},
     {"repl", attn_tool_repl},
+    {"import", attn_tool_import},
 };
 // clang-format on
 

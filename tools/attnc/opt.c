@@ -120,7 +120,7 @@ int attn_tool_opt(int argc, char **argv) {
     config = own_config;
   }
   if (status == ATTN_OK)
-    status = attn_cli_load_model(model, config, allocator, &diag, &graph);
+    status = attn_cli_load_model(model, config, allocator, &diag, &graph, NULL);
   if (status == ATTN_OK) {
     symbol_values = malloc((graph->symbol_count + 1) * sizeof(*symbol_values));
     if (!symbol_values)
