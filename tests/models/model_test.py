@@ -239,7 +239,7 @@ def make_fixture(work, name):
     elif name == "model.attnb":
         with open(path, "wb") as f:
             f.write(b"graph tiny() -> () {}\n")  # text, not a protobuf message
-    elif name == "model.onnx":
+    elif name in ("model.onnx", "model.pt"):
         open(path, "wb").close()
     elif name == "colliding.attn":
         # Inputs whose C fields collide in a static library's header: x's dims are x_dims.
