@@ -12,6 +12,7 @@
 
 #include "attnb.pb-c.h"
 #include "runtime/base/arena.h"
+#include "runtime/protobuf/allocator.h"
 #include "runtime/tensor/io.h"
 
 // Limits against hostile files; real graphs stay far below them. The dim table and the
@@ -535,39 +536,6 @@ static attn_status fail(reader *r, attn_status status, const char *format, ...) 
 
 static attn_status out_of_memory(reader *r) {
   return fail(r, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
-}
-
-// protobuf-c frees without a size and ours wants one, so each block carries its size in front
-// (in a max-aligned header, so the block stays aligned for any type).
-typedef union block_header {
-  size_t size;
-  max_align_t align;
-} block_header;
-
-typedef struct pb_context {
-  attn_allocator allocator;
-  bool failed; // an allocation failed: a NULL from unpacking is then no verdict on the bytes
-} pb_context;
-
-static void *pb_alloc(void *self, size_t size) {
-  pb_context *context = self;
-  block_header *block = NULL;
-  if (size <= SIZE_MAX - sizeof(block_header))
-    block = attn_allocator_alloc(context->allocator, sizeof(block_header) + size);
-  if (!block) {
-    context->failed = true;
-    return NULL;
-  }
-  block->size = size;
-  return block + 1;
-}
-
-static void pb_free(void *self, void *pointer) {
-  if (!pointer)
-    return;
-  pb_context *context = self;
-  block_header *block = (block_header *)pointer - 1;
-  attn_allocator_free(context->allocator, block, sizeof(block_header) + block->size);
 }
 
 // Whether `dim` is a constant, an entry of the dim table below `limit`, or (when allowed)
@@ -1132,15 +1100,15 @@ attn_status attn_attnb_read_memory(const char *name, const void *bytes, size_t s
                                    attn_graph **out_graph) {
   *out_graph = NULL;
   reader r = {.name = name, .diag = diag};
-  pb_context context = {allocator, false};
-  ProtobufCAllocator pb_allocator = {pb_alloc, pb_free, &context};
-  Attn__Attnb__Graph *file = attn__attnb__graph__unpack(&pb_allocator, size, bytes);
+  attn_pb_allocator pb;
+  attn_pb_allocator_init(&pb, allocator);
+  Attn__Attnb__Graph *file = attn__attnb__graph__unpack(&pb.base, size, bytes);
   // protobuf-c says only NULL, for a malformed message and for no memory alike; the context
   // knows whether an allocation failed.
   if (!file)
-    return context.failed ? out_of_memory(&r)
-                          : fail(&r, ATTN_ERROR_PARSE,
-                                 "not an .attnb file, or truncated: the message does not decode");
+    return pb.failed ? out_of_memory(&r)
+                     : fail(&r, ATTN_ERROR_PARSE,
+                            "not an .attnb file, or truncated: the message does not decode");
   r.file = file;
   // The graph's own errors (shape inference, the verifier, out of memory) go to a scratch sink
   // while it is read, and come out as one error naming the file.
@@ -1160,7 +1128,7 @@ attn_status attn_attnb_read_memory(const char *name, const void *bytes, size_t s
       }
     }
   }
-  attn__attnb__graph__free_unpacked(file, &pb_allocator);
+  attn__attnb__graph__free_unpacked(file, &pb.base);
   attn_diag_deinit(&scratch);
   if (status != ATTN_OK) {
     if (r.graph)

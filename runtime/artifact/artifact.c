@@ -14,6 +14,7 @@
 #include "attnx.pb-c.h"
 #include "runtime/artifact/format.h"
 #include "runtime/base/arena.h"
+#include "runtime/protobuf/allocator.h"
 #include "runtime/tensor/safetensors.h"
 
 uint64_t attn_artifact_checksum(const void *data, size_t size) {
@@ -70,41 +71,6 @@ static attn_status fail(const attn_artifact *artifact, attn_diag *diag, attn_sta
 
 static attn_status out_of_memory(const attn_artifact *artifact, attn_diag *diag) {
   return fail(artifact, diag, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
-}
-
-// ---- protobuf-c's allocator over ours ----
-
-// protobuf-c frees without a size and ours wants one, so each block carries its size in front
-// (in a max-aligned header, so the block stays aligned for any type).
-typedef union block_header {
-  size_t size;
-  max_align_t align;
-} block_header;
-
-typedef struct pb_context {
-  attn_allocator allocator;
-  bool failed; // an allocation failed: a NULL from unpacking is then no verdict on the bytes
-} pb_context;
-
-static void *pb_alloc(void *self, size_t size) {
-  pb_context *context = self;
-  block_header *block = NULL;
-  if (size <= SIZE_MAX - sizeof(block_header))
-    block = attn_allocator_alloc(context->allocator, sizeof(block_header) + size);
-  if (!block) {
-    context->failed = true;
-    return NULL;
-  }
-  block->size = size;
-  return block + 1;
-}
-
-static void pb_free(void *self, void *pointer) {
-  if (!pointer)
-    return;
-  pb_context *context = self;
-  block_header *block = (block_header *)pointer - 1;
-  attn_allocator_free(context->allocator, block, sizeof(block_header) + block->size);
 }
 
 // ---- conversion of the header to a plan ----
@@ -579,18 +545,18 @@ static attn_status load(attn_artifact *artifact, const unsigned char *bytes, siz
   artifact->data = bytes + data_start;
   artifact->data_size = size - data_start;
 
-  pb_context context = {artifact->allocator, false};
-  ProtobufCAllocator pb_allocator = {pb_alloc, pb_free, &context};
+  attn_pb_allocator pb;
+  attn_pb_allocator_init(&pb, artifact->allocator);
   Attn__Attnx__Header *header =
-      attn__attnx__header__unpack(&pb_allocator, (size_t)header_size, header_bytes);
+      attn__attnx__header__unpack(&pb.base, (size_t)header_size, header_bytes);
   // protobuf-c says only NULL, for a malformed message and for no memory alike; the context
   // knows whether an allocation failed.
-  if (!header && context.failed)
+  if (!header && pb.failed)
     return out_of_memory(artifact, diag);
   if (!header)
     return fail(artifact, diag, ATTN_ERROR_PARSE, "corrupt: the header does not unpack");
   attn_status status = load_header(artifact, diag, header);
-  attn__attnx__header__free_unpacked(header, &pb_allocator);
+  attn__attnx__header__free_unpacked(header, &pb.base);
   return status;
 }
 
