@@ -790,7 +790,7 @@ static attn_status read_field(reader *r, uint32_t n, const char *op, const attn_
     break;
   }
   case ATTN_FIELD_EXPR: {
-    const attn_expr *expr;
+    const attn_expr *expr = NULL;
     ATTN_RETURN_IF_ERROR(read_expr(r, n, op, m->expr_value, &expr));
     memcpy(slot, &expr, sizeof(expr));
     break;

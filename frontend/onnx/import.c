@@ -506,7 +506,7 @@ static attn_status input(const node_ctx *c, uint32_t index, ov **out) {
 // `dims` is given (symbolic allowed) and plain numbers otherwise.
 static attn_status known_ints(const node_ctx *c, uint32_t index, int64_t *values, bool *is_sym,
                               uint32_t *out_count, uint32_t capacity) {
-  ov *v;
+  ov *v = NULL;
   ATTN_RETURN_IF_ERROR(input(c, index, &v));
   bool known;
   ATTN_RETURN_IF_ERROR(ensure_known(c->im, v, &known));
@@ -876,7 +876,7 @@ static attn_status all_known(const node_ctx *c, uint32_t n, bool *out) {
 typedef attn_status (*op_fn)(const node_ctx *c);
 
 static attn_status do_identity(const node_ctx *c) {
-  ov *x, *y;
+  ov *x = NULL, *y = NULL;
   ATTN_RETURN_IF_ERROR(input(c, 0, &x));
   ATTN_RETURN_IF_ERROR(output_value(c, 0, &y));
   if (y) {
@@ -908,7 +908,7 @@ static attn_status do_unary(const node_ctx *c) {
   size_t u = 0;
   while (strcmp(unary_ops[u].name, c->node->op_type) != 0)
     u++;
-  ov *x, *y;
+  ov *x = NULL, *y = NULL;
   ATTN_RETURN_IF_ERROR(input(c, 0, &x));
   bool known;
   ATTN_RETURN_IF_ERROR(all_known(c, 1, &known));
@@ -1063,7 +1063,7 @@ static attn_status cast_to(const node_ctx *c, ov *x, attn_dtype dtype) {
 }
 
 static attn_status do_cast(const node_ctx *c) {
-  ov *x;
+  ov *x = NULL;
   ATTN_RETURN_IF_ERROR(input(c, 0, &x));
   attn_dtype dtype;
   int64_t to = attr_int(c, "to", -1);
@@ -1141,7 +1141,7 @@ as_node:;
 }
 
 static attn_status do_reshape(const node_ctx *c) {
-  ov *x;
+  ov *x = NULL;
   ATTN_RETURN_IF_ERROR(input(c, 0, &x));
   int64_t shape[ATTN_MAX_RANK];
   bool is_sym[ATTN_MAX_RANK];
@@ -1164,7 +1164,7 @@ static attn_status do_reshape(const node_ctx *c) {
 }
 
 static attn_status do_unsqueeze(const node_ctx *c) {
-  ov *x;
+  ov *x = NULL;
   ATTN_RETURN_IF_ERROR(input(c, 0, &x));
   int64_t axes[ATTN_MAX_RANK];
   uint32_t count;
@@ -1186,7 +1186,7 @@ static attn_status do_unsqueeze(const node_ctx *c) {
 }
 
 static attn_status do_squeeze(const node_ctx *c) {
-  ov *x;
+  ov *x = NULL;
   ATTN_RETURN_IF_ERROR(input(c, 0, &x));
   int64_t axes[ATTN_MAX_RANK];
   uint32_t count;
@@ -1212,7 +1212,7 @@ static attn_status do_squeeze(const node_ctx *c) {
 }
 
 static attn_status do_flatten(const node_ctx *c) {
-  ov *x;
+  ov *x = NULL;
   ATTN_RETURN_IF_ERROR(input(c, 0, &x));
   int64_t axis = attr_int(c, "axis", 1);
   if (axis < 0)
@@ -1228,7 +1228,7 @@ static attn_status do_flatten(const node_ctx *c) {
 }
 
 static attn_status do_shape(const node_ctx *c) {
-  ov *x, *y;
+  ov *x = NULL, *y = NULL;
   ATTN_RETURN_IF_ERROR(input(c, 0, &x));
   ATTN_RETURN_IF_ERROR(output_value(c, 0, &y));
   if (!y)
@@ -1250,7 +1250,7 @@ static attn_status do_shape(const node_ctx *c) {
 }
 
 static attn_status do_size(const node_ctx *c) {
-  ov *x, *y;
+  ov *x = NULL, *y = NULL;
   ATTN_RETURN_IF_ERROR(input(c, 0, &x));
   ATTN_RETURN_IF_ERROR(output_value(c, 0, &y));
   if (!y)
@@ -1519,7 +1519,7 @@ static attn_status do_gather(const node_ctx *c) {
 }
 
 static attn_status do_transpose(const node_ctx *c) {
-  ov *x, *y;
+  ov *x = NULL, *y = NULL;
   ATTN_RETURN_IF_ERROR(input(c, 0, &x));
   uint32_t rank = x->type.rank;
   int64_t *perm = attn_graph_alloc(c->im->graph, (rank ? rank : 1) * sizeof(int64_t));
@@ -1545,7 +1545,7 @@ static attn_status do_transpose(const node_ctx *c) {
 
 // ONNX clamps slice bounds; for a constant dim so do we, a symbolic one keeps them as they are.
 static attn_status do_slice(const node_ctx *c) {
-  ov *x;
+  ov *x = NULL;
   ATTN_RETURN_IF_ERROR(input(c, 0, &x));
   int64_t starts[ATTN_MAX_RANK], ends[ATTN_MAX_RANK], axes[ATTN_MAX_RANK], steps[ATTN_MAX_RANK];
   bool start_sym[ATTN_MAX_RANK], end_sym[ATTN_MAX_RANK];
@@ -1715,7 +1715,7 @@ static attn_status do_slice(const node_ctx *c) {
 }
 
 static attn_status do_split(const node_ctx *c) {
-  ov *x;
+  ov *x = NULL;
   ATTN_RETURN_IF_ERROR(input(c, 0, &x));
   int64_t axis;
   ATTN_RETURN_IF_ERROR(norm_axis(c, attr_int(c, "axis", 0), x->type.rank, &axis));
@@ -1761,7 +1761,7 @@ static attn_status do_split(const node_ctx *c) {
 }
 
 static attn_status do_expand(const node_ctx *c) {
-  ov *x;
+  ov *x = NULL;
   ATTN_RETURN_IF_ERROR(input(c, 0, &x));
   int64_t shape[ATTN_MAX_RANK];
   bool is_sym[ATTN_MAX_RANK];
@@ -1868,7 +1868,7 @@ static attn_status do_gemm(const node_ctx *c) {
 }
 
 static attn_status do_softmax(const node_ctx *c) {
-  ov *x;
+  ov *x = NULL;
   ATTN_RETURN_IF_ERROR(input(c, 0, &x));
   attn_value_id v;
   ATTN_RETURN_IF_ERROR(use(c, x, &v));
@@ -1885,7 +1885,7 @@ static attn_status do_layernorm(const node_ctx *c) {
       return node_error(c, ATTN_ERROR_UNSUPPORTED,
                         "node '%s': the Mean and InvStdDev outputs are not supported",
                         c->node->name ? c->node->name : "");
-  ov *x;
+  ov *x = NULL;
   ATTN_RETURN_IF_ERROR(input(c, 0, &x));
   attn_value_id ins[3];
   uint32_t n = 1;
@@ -1899,7 +1899,7 @@ static attn_status do_layernorm(const node_ctx *c) {
 }
 
 static attn_status do_reduce(const node_ctx *c) {
-  ov *x;
+  ov *x = NULL;
   ATTN_RETURN_IF_ERROR(input(c, 0, &x));
   const char *op_type = c->node->op_type;
   attn_op op = strcmp(op_type, "ReduceMean") == 0  ? ATTN_OP_MEAN
@@ -1922,7 +1922,7 @@ static attn_status do_reduce(const node_ctx *c) {
 
 // Trilu: keeps the lower (upper = 0) or upper triangle of the last two dims, offset by k.
 static attn_status do_trilu(const node_ctx *c) {
-  ov *x;
+  ov *x = NULL;
   ATTN_RETURN_IF_ERROR(input(c, 0, &x));
   int64_t k = 0;
   if (c->in_count > 1 && c->in[1]) {

@@ -384,7 +384,7 @@ static attn_status bind_external(attn_artifact *artifact, attn_diag *diag,
     return fail(artifact, diag, ATTN_ERROR_INVALID_ARGUMENT,
                 "constant '%s': weights file '%s' is not a name inside the artifact's directory",
                 constant->name, file_name);
-  attn_safetensors *file;
+  attn_safetensors *file = NULL;
   ATTN_RETURN_IF_ERROR(external_file_get(artifact, diag, file_name, &file));
   attn_tensor tensor;
   if (!attn_safetensors_find(file, tensor_name, &tensor))
