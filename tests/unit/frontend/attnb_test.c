@@ -286,7 +286,9 @@ static void unknown_attribute(Attn__Attnb__Graph *m) {
 static void drop_constant_data(Attn__Attnb__Graph *m) {
   Attn__Attnb__Node *node = find_node(m, "constant");
   assert_int_equal(node->n_attributes, 2);
-  node->n_attributes = 1; // keeps the type, drops the required data
+  // Keeps the type, drops the required data (freed here: free_unpacked sees one attribute).
+  attn__attnb__attribute__free_unpacked(node->attributes[1], NULL);
+  node->n_attributes = 1;
 }
 
 static void short_constant_data(Attn__Attnb__Graph *m) {
