@@ -495,6 +495,7 @@ static attn_status set_output(const node_ctx *c, uint32_t index, attn_value_id i
 
 // Input `index`, required.
 static attn_status input(const node_ctx *c, uint32_t index, ov **out) {
+  *out = NULL;
   if (index >= c->in_count || !c->in[index])
     return node_error(c, ATTN_ERROR_INVALID_ARGUMENT, "node '%s' needs input %u",
                       c->node->name ? c->node->name : "", index);
@@ -506,6 +507,7 @@ static attn_status input(const node_ctx *c, uint32_t index, ov **out) {
 // `dims` is given (symbolic allowed) and plain numbers otherwise.
 static attn_status known_ints(const node_ctx *c, uint32_t index, int64_t *values, bool *is_sym,
                               uint32_t *out_count, uint32_t capacity) {
+  *out_count = 0;
   ov *v = NULL;
   ATTN_RETURN_IF_ERROR(input(c, index, &v));
   bool known;
@@ -555,6 +557,7 @@ static attn_status axes_of(const node_ctx *c, uint32_t index, int64_t *axes, uin
 }
 
 static attn_status norm_axis(const node_ctx *c, int64_t axis, uint32_t rank, int64_t *out) {
+  *out = 0;
   int64_t a = axis < 0 ? axis + rank : axis;
   if (a < 0 || a >= (int64_t)rank)
     return node_error(c, ATTN_ERROR_INVALID_ARGUMENT,
@@ -1412,7 +1415,7 @@ static attn_status do_range(const node_ctx *c) {
 static attn_status do_concat(const node_ctx *c) {
   ov *first;
   ATTN_RETURN_IF_ERROR(input(c, 0, &first));
-  int64_t axis;
+  int64_t axis = 0;
   ATTN_RETURN_IF_ERROR(norm_axis(c, attr_int(c, "axis", 0), first->type.rank, &axis));
   bool known;
   ATTN_RETURN_IF_ERROR(all_known(c, c->in_count, &known));
@@ -1466,10 +1469,10 @@ static attn_status do_concat(const node_ctx *c) {
 }
 
 static attn_status do_gather(const node_ctx *c) {
-  ov *data, *indices;
+  ov *data = NULL, *indices = NULL;
   ATTN_RETURN_IF_ERROR(input(c, 0, &data));
   ATTN_RETURN_IF_ERROR(input(c, 1, &indices));
-  int64_t axis;
+  int64_t axis = 0;
   ATTN_RETURN_IF_ERROR(norm_axis(c, attr_int(c, "axis", 0), data->type.rank, &axis));
   bool known;
   ATTN_RETURN_IF_ERROR(all_known(c, 2, &known));
@@ -1717,7 +1720,7 @@ static attn_status do_slice(const node_ctx *c) {
 static attn_status do_split(const node_ctx *c) {
   ov *x = NULL;
   ATTN_RETURN_IF_ERROR(input(c, 0, &x));
-  int64_t axis;
+  int64_t axis = 0;
   ATTN_RETURN_IF_ERROR(norm_axis(c, attr_int(c, "axis", 0), x->type.rank, &axis));
   uint32_t count = (uint32_t)c->node->n_output;
   if (count == 0 || count > 64)
@@ -1790,7 +1793,7 @@ static attn_status do_expand(const node_ctx *c) {
 }
 
 static attn_status do_matmul(const node_ctx *c) {
-  ov *a, *b;
+  ov *a = NULL, *b = NULL;
   ATTN_RETURN_IF_ERROR(input(c, 0, &a));
   ATTN_RETURN_IF_ERROR(input(c, 1, &b));
   attn_value_id ins[2];
@@ -1838,7 +1841,7 @@ static attn_status do_matmul(const node_ctx *c) {
 
 // Gemm: alpha * op(A) op(B) + beta * C.
 static attn_status do_gemm(const node_ctx *c) {
-  ov *a, *b;
+  ov *a = NULL, *b = NULL;
   ATTN_RETURN_IF_ERROR(input(c, 0, &a));
   ATTN_RETURN_IF_ERROR(input(c, 1, &b));
   attn_value_id ins[2], v;
