@@ -84,6 +84,31 @@ static void plan_eval_does_not_loop_on_an_unvalidated_plan(void **state) {
   assert_false(attn_plan_dim_eval(&fixture.plan, -3, symbols, &value));
 }
 
+// Expressions that share operands: d[i] = d[i-1] + d[i-1]. Evaluated as a tree, the last of 80
+// would take 2^80 steps; the table is evaluated once, in order.
+static void plan_eval_is_linear_in_shared_expressions(void **state) {
+  (void)state;
+  enum { COUNT = 80 };
+  attn_plan_dim dims[COUNT];
+  dims[0] = (attn_plan_dim){ATTN_PLAN_DIM_SYMBOL, 0, 0};
+  for (int i = 1; i < COUNT; i++)
+    dims[i] = (attn_plan_dim){ATTN_PLAN_DIM_ADD, -i, -i};
+  const char *names[1] = {"N"};
+  attn_plan plan = {.symbol_count = 1, .dim_count = COUNT, .symbols = names, .dims = dims};
+  int64_t symbols[1] = {0}, value = -1;
+  assert_true(attn_plan_dim_eval(&plan, -COUNT, symbols, &value));
+  assert_int_equal(value, 0);
+  int64_t values[COUNT];
+  bool known[COUNT];
+  symbols[0] = 1; // 2^79 overflows: every expression from d[63] on fails
+  attn_plan_dims_eval(&plan, symbols, values, known);
+  assert_true(known[62]);
+  assert_int_equal(values[62], INT64_C(1) << 62);
+  assert_false(known[63]);
+  assert_false(known[COUNT - 1]);
+  assert_false(attn_plan_dim_eval(&plan, -COUNT, symbols, &value));
+}
+
 static void plan_validates_the_fixture(void **state) {
   (void)state;
   plan_fixture fixture;
@@ -312,6 +337,7 @@ int main(void) {
       cmocka_unit_test(plan_evaluates_dims),
       cmocka_unit_test(plan_eval_refuses_division_by_zero_and_negative_results),
       cmocka_unit_test(plan_eval_does_not_loop_on_an_unvalidated_plan),
+      cmocka_unit_test(plan_eval_is_linear_in_shared_expressions),
       cmocka_unit_test(plan_validates_the_fixture),
       cmocka_unit_test(plan_validate_refuses_each_fault),
   };
