@@ -251,10 +251,9 @@ struct attn_cpu_program {
   attn_plan_constant *constants;
   const char **functions;
   attn_exec_fn *addresses;
-  uint32_t *step_sources;    // per plan step: its entry of `steps`
-  uint32_t *host_begins;     // per plan step: the first node a host step evaluates
-  uint32_t *constant_nodes;  // per constant: its node
-  uint32_t *value_constants; // per value: 1 + its constant's index, or 0
+  uint32_t *step_sources;   // per plan step: its entry of `steps`
+  uint32_t *host_begins;    // per plan step: the first node a host step evaluates
+  uint32_t *constant_nodes; // per constant: its node
   attn_tensor *run_constants;
   attn_exec *exec;
   // The host steps' scratch: a tensor per graph value, and whether the step allocated it.
@@ -883,7 +882,6 @@ static attn_status lower_values(attn_cpu_program *program) {
       constant->data = attrs->data;
     }
     program->constant_nodes[c] = n;
-    program->value_constants[v] = c + 1;
     value->storage = ATTN_PLAN_STORAGE_CONSTANT;
     value->index = c;
   }
@@ -901,7 +899,6 @@ static attn_status lower(attn_cpu_program *program) {
   program->host_begins = attn_arena_calloc(arena, max_steps, sizeof(uint32_t));
   program->constants = attn_arena_calloc(arena, graph->node_count + 1, sizeof(attn_plan_constant));
   program->constant_nodes = attn_arena_calloc(arena, graph->node_count + 1, sizeof(uint32_t));
-  program->value_constants = attn_arena_calloc(arena, graph->value_count + 1, sizeof(uint32_t));
   program->run_constants = attn_arena_calloc(arena, graph->node_count + 1, sizeof(attn_tensor));
   // A kernel calls at most two functions: a GEMM and the MLIR kernel of its unfused epilogue.
   program->functions = attn_arena_calloc(arena, 2 * graph->kernel_count + 1, sizeof(char *));
@@ -914,10 +911,9 @@ static attn_status lower(attn_cpu_program *program) {
   attn_plan_binding *inputs = attn_arena_calloc(arena, graph->input_count + 1, sizeof(*inputs));
   attn_plan_binding *outputs = attn_arena_calloc(arena, graph->output_count + 1, sizeof(*outputs));
   if (!program->values || !program->plan_steps || !program->step_sources || !program->host_begins ||
-      !program->constants || !program->constant_nodes || !program->value_constants ||
-      !program->run_constants || !program->functions || !program->addresses ||
-      !program->host_values || !program->host_owned || !symbols || !dims || !buffers || !inputs ||
-      !outputs)
+      !program->constants || !program->constant_nodes || !program->run_constants ||
+      !program->functions || !program->addresses || !program->host_values || !program->host_owned ||
+      !symbols || !dims || !buffers || !inputs || !outputs)
     return out_of_memory(program);
   for (uint32_t s = 0; s < graph->symbol_count; s++)
     symbols[s] = attn_graph_symbol_name(graph, s);

@@ -249,6 +249,12 @@ uint16_t attn_f32_to_f16(float value) {
   return (uint16_t)(sign | half);
 }
 
+void attn_tensor_convert(const attn_tensor *from, attn_tensor *to) {
+  int64_t count = attn_tensor_element_count(from);
+  for (int64_t e = 0; e < count; e++)
+    attn_tensor_set_f64(to, e, attn_tensor_get_f64(from, e));
+}
+
 attn_tensor_stats attn_tensor_get_stats(const attn_tensor *tensor) {
   attn_tensor_stats stats = {.count = attn_tensor_element_count(tensor),
                              .min = (double)INFINITY,

@@ -44,6 +44,10 @@ void attn_tensor_set_f64(attn_tensor *tensor, int64_t index, double value);
 void attn_tensor_format_type(attn_dtype dtype, uint32_t rank, const int64_t *dims, char *buffer,
                              size_t buffer_size);
 
+// Copies the elements of `from` into `to` (the same element count), converting each to `to`'s
+// dtype as attn_tensor_set_f64 does: a bf16 weight into an f32 one, i32 ids into i64.
+void attn_tensor_convert(const attn_tensor *from, attn_tensor *to);
+
 // Statistics of a tensor's elements, as doubles: min, max, mean and standard deviation over the
 // finite ones (min +inf and max -inf when there is none).
 typedef struct attn_tensor_stats {

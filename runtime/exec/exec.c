@@ -373,9 +373,7 @@ static attn_status bind_constant(attn_exec *exec, const attn_exec_args *args, ui
     if (attn_tensor_alloc_uninit(exec->allocator, constant->dtype, constant->rank, constant->dims,
                                  &exec->converted[c]) != ATTN_OK)
       return out_of_memory(exec);
-    int64_t count = attn_tensor_element_count(given);
-    for (int64_t e = 0; e < count; e++)
-      attn_tensor_set_f64(&exec->converted[c], e, attn_tensor_get_f64(given, e));
+    attn_tensor_convert(given, &exec->converted[c]);
     exec->constant_sources[c] = given->data;
   }
   out->data = exec->converted[c].data;

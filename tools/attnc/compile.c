@@ -132,9 +132,7 @@ static attn_status bind_constants(compile_state *state) {
     if (attn_tensor_alloc_uninit(state->allocator, constant->dtype, constant->rank, constant->dims,
                                  converted) != ATTN_OK)
       return attn_diag_error(&state->diag, attn_cli_loc, ATTN_ERROR_OUT_OF_MEMORY, "out of memory");
-    int64_t count = attn_tensor_element_count(converted);
-    for (int64_t e = 0; e < count; e++)
-      attn_tensor_set_f64(converted, e, attn_tensor_get_f64(weight, e));
+    attn_tensor_convert(weight, converted);
     constant->data = converted->data;
   }
   return ATTN_OK;

@@ -184,9 +184,7 @@ static attn_status load_input(run_state *state, uint32_t index, const char *file
       status = attn_diag_error(&state->diag, loc, status, "out of memory converting input '%s'",
                                input->name);
     } else {
-      int64_t count = attn_tensor_element_count(&data);
-      for (int64_t i = 0; i < count; i++)
-        attn_tensor_set_f64(&converted, i, attn_tensor_get_f64(&data, i));
+      attn_tensor_convert(&data, &converted);
       attn_tensor_free(state->allocator, &data);
       data = converted;
     }
