@@ -165,9 +165,7 @@ static bool is_c_keyword(const char *name) {
   return false;
 }
 
-// `name` as a C identifier: characters other than letters, digits and '_' become '_', a leading
-// digit gets a '_' before it, and a C keyword a '_' after it.
-static void identifier(const char *name, char *out, size_t size) {
+void attn_aot_identifier(const char *name, char *out, size_t size) {
   size_t n = 0;
   if (name[0] >= '0' && name[0] <= '9' && n + 1 < size)
     out[n++] = '_';
@@ -189,11 +187,11 @@ static attn_status check_fields(const attn_plan_binding *bindings, uint32_t coun
                                 attn_diag *diag) {
   for (uint32_t i = 0; i < count; i++) {
     char a[256], a_dims[272];
-    identifier(bindings[i].name, a, sizeof(a));
+    attn_aot_identifier(bindings[i].name, a, sizeof(a));
     snprintf(a_dims, sizeof(a_dims), "%s_dims", a);
     for (uint32_t j = 0; j < count; j++) {
       char b[256];
-      identifier(bindings[j].name, b, sizeof(b));
+      attn_aot_identifier(bindings[j].name, b, sizeof(b));
       if ((j > i && strcmp(a, b) == 0) || strcmp(a_dims, b) == 0)
         return attn_diag_error(diag, ATTN_LOC_NONE, ATTN_ERROR_UNSUPPORTED,
                                "%s '%s' and '%s' make the same C names in the generated header; "
@@ -226,7 +224,7 @@ static void write_bindings(FILE *out, const attn_plan *plan, const attn_plan_bin
                            uint32_t count, bool is_input) {
   for (uint32_t i = 0; i < count; i++) {
     char field[256], type[256];
-    identifier(bindings[i].name, field, sizeof(field));
+    attn_aot_identifier(bindings[i].name, field, sizeof(field));
     format_type(plan, bindings[i].value, type, sizeof(type));
     fprintf(out, "  const %s *%s; // %s\n", c_type(plan->values[bindings[i].value].dtype), field,
             type);
@@ -289,7 +287,7 @@ static void write_run(FILE *out, const attn_aot_linked_source *source) {
           n, n, n);
   for (uint32_t i = 0; i < plan->input_count; i++) {
     char field[256];
-    identifier(plan->inputs[i].name, field, sizeof(field));
+    attn_aot_identifier(plan->inputs[i].name, field, sizeof(field));
     const attn_plan_value *v = &plan->values[plan->inputs[i].value];
     fprintf(out,
             "  if ((status = attn_session_set_input(session, \"%s\", (attn_dtype)%d, %u, "
@@ -299,7 +297,7 @@ static void write_run(FILE *out, const attn_aot_linked_source *source) {
   fprintf(out, "  if ((status = attn_session_run(session)) != ATTN_OK)\n    return status;\n");
   for (uint32_t o = 0; o < plan->output_count; o++) {
     char field[256];
-    identifier(plan->outputs[o].name, field, sizeof(field));
+    attn_aot_identifier(plan->outputs[o].name, field, sizeof(field));
     fprintf(out,
             "  const void *data_%s;\n"
             "  if ((status = attn_session_output(session, \"%s\", NULL, NULL, "

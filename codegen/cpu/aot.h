@@ -40,6 +40,10 @@ attn_status attn_aot_run(const char *program, const char *const *args,
 attn_status attn_aot_link_shared(const attn_plan *plan, const attn_aot_dir *dir, const char *path,
                                  attn_diag *diag) ATTN_MUST_USE;
 
+// `name` as a C identifier: characters other than letters, digits and '_' become '_', a leading
+// digit gets a '_' before it, and a C keyword a '_' after it. `out` is always NUL-terminated.
+void attn_aot_identifier(const char *name, char *out, size_t size);
+
 // What a linked model's C source is built from.
 typedef struct attn_aot_linked_source {
   const attn_plan *plan;

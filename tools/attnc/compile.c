@@ -240,17 +240,10 @@ static void model_name(const compile_request *request, char *name, size_t size) 
     const char *slash = strrchr(request->out, '/');
     base = slash ? slash + 1 : request->out;
   }
-  size_t n = 0;
-  for (const char *p = base; *p && *p != '.' && n + 1 < size; p++) {
-    char c = *p;
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-    if (n == 0 && c >= '0' && c <= '9')
-      name[n++] = '_';
-    name[n++] = ok ? c : '_';
-  }
-  name[n] = '\0';
-  if (n == 0)
-    snprintf(name, size, "model");
+  // The base name up to its first '.', as a C identifier.
+  char stem[128];
+  snprintf(stem, sizeof(stem), "%.*s", (int)strcspn(base, "."), base);
+  attn_aot_identifier(stem[0] ? stem : "model", name, size);
 }
 
 // Compiles the linked model's source (and links it into an executable or archives it).
